@@ -1,0 +1,1 @@
+"""The read API: aiohttp over asyncpg, through a role that cannot write."""

@@ -1,0 +1,125 @@
+"""Header and row rules for people files: which columns to use and what a clean row is.
+
+Pure functions with no I/O, so the rules can be tested exhaustively and reused by any stage.
+clean_row runs once per row on files of millions of rows: a valid row takes a short path with
+no regex and no exceptions, and a bad row is returned as a reason string rather than raised,
+because a bad row is expected data to store as a reject, not a failure of the program.
+"""
+
+import json
+import re
+from typing import NamedTuple
+
+REQUIRED = ("fullname", "age", "location")
+AGE_MIN = 0
+AGE_MAX = 150
+REASON_VALUE_LIMIT = 40  # a reject reason quotes the bad value; keep reasons one readable line
+
+# ASCII digits only ([0-9], not \d, which also matches e.g. Arabic-Indic digits). A sign is
+# accepted so that "-5" is reported as out of range rather than as "not a whole number".
+_AGE_RE = re.compile(r"([+-]?)([0-9]+)(?:\.0*)?")
+# Almost every real age is written canonically; a dict hit skips the regex entirely.
+_AGES = {str(n): n for n in range(AGE_MIN, AGE_MAX + 1)}
+# NamedTuple construction goes through a Python-level __new__; calling tuple.__new__ directly
+# builds the same object in about half the time, which matters once per row.
+_new = tuple.__new__
+
+
+class HeaderError(ValueError):
+    """The file cannot be used as a whole; str(e) is a reason a person understands."""
+
+
+class Columns(NamedTuple):
+    fullname: int  # index of each required column in the header
+    age: int
+    location: int
+    count: int  # number of header fields; every data record must have exactly this many
+
+
+class CleanRow(NamedTuple):
+    first_name: str
+    last_name: str | None
+    age: int
+    location: str
+
+
+def find_columns(header: list[str]) -> Columns:
+    """Locate the required columns; names match ignoring case and surrounding whitespace.
+
+    Extra columns are allowed (and ignored later) so that exports with more data still load.
+    A duplicate is an error rather than "first wins", since silently picking one could load
+    the wrong data; it is reported before missing columns because it is found while scanning.
+    """
+    found: dict[str, int] = {}
+    for index, name in enumerate(header):
+        key = name.strip().lower()
+        if key in REQUIRED:
+            if key in found:
+                raise HeaderError(f"duplicate column: {key}")
+            found[key] = index
+    missing = [name for name in REQUIRED if name not in found]
+    if len(missing) == len(REQUIRED):
+        # Most likely the file starts with data, not a header; say so instead of listing all.
+        raise HeaderError("no header: expected columns " + ", ".join(REQUIRED))
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        raise HeaderError(f"missing required column{plural}: " + ", ".join(missing))
+    return Columns(found["fullname"], found["age"], found["location"], len(header))
+
+
+def clean_row(fields: list[str], columns: Columns) -> CleanRow | str:
+    """Return the cleaned row, or a reason string naming every bad field.
+
+    Never raises for any list of strings, so one odd row cannot stop a file.
+    """
+    if len(fields) != columns.count:
+        # Fields are located by position; with the wrong count they may be shifted, so no
+        # field-level checks are meaningful.
+        return f"expected {columns.count} fields, found {len(fields)}"
+    names = fields[columns.fullname].split()
+    age_text = fields[columns.age].strip()
+    location = " ".join(fields[columns.location].split())
+    age = _AGES.get(age_text)
+    if names and age is not None and location:
+        return _new(CleanRow, (names[0], " ".join(names[1:]) or None, age, location))
+    # Slow path: a reject, or an age written non-canonically such as "025" or "25.0".
+    problems = []
+    if not names:
+        problems.append("fullname: is empty")
+    if age is None:
+        age_or_problem = _parse_age(age_text)
+        if isinstance(age_or_problem, str):
+            problems.append(age_or_problem)
+        else:
+            age = age_or_problem
+    if not location:
+        problems.append("location: is empty")
+    if problems:
+        return "; ".join(problems)
+    return _new(CleanRow, (names[0], " ".join(names[1:]) or None, age, location))
+
+
+def _parse_age(text: str) -> int | str:
+    """Parse a trimmed age that missed the canonical fast path; a str return is the reason."""
+    if not text:
+        return "age: is empty"
+    match = _AGE_RE.fullmatch(text)
+    if match is None:
+        return f"age: {_quote(text)} is not a whole number"
+    sign, digits = match.groups()
+    digits = digits.lstrip("0") or "0"
+    # Compare lengths before int(): int() of a very long digit string is slow and, past
+    # sys.int_info.str_digits_check_threshold, raises ValueError.
+    if len(digits) > len(str(AGE_MAX)):
+        return f"age: {_quote(text)} is out of range {AGE_MIN}..{AGE_MAX}"
+    value = -int(digits) if sign == "-" else int(digits)
+    if not AGE_MIN <= value <= AGE_MAX:
+        return f"age: {_quote(text)} is out of range {AGE_MIN}..{AGE_MAX}"
+    return value
+
+
+def _quote(value: str) -> str:
+    """Quote a value for a reason: escaped so quotes and line breaks cannot garble it."""
+    if len(value) > REASON_VALUE_LIMIT:
+        value = value[:REASON_VALUE_LIMIT] + "…"
+    return json.dumps(value, ensure_ascii=False)

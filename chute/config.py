@@ -1,0 +1,131 @@
+"""Configuration: the environment, read and validated once at start-up.
+
+Every variable is optional. A bad value raises ConfigError with one line naming the
+variable, which each service prints instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULTS = {
+    "CHUTE_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
+    "CHUTE_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/chute",
+    "CHUTE_DATA_DIR": "./data",
+    "CHUTE_NAMESPACE": "chute",
+    "CHUTE_TABLE": "people",
+    "CHUTE_API_HOST": "127.0.0.1",
+    "CHUTE_API_PORT": "8080",
+    "CHUTE_BATCH_SIZE": "10000",
+    "CHUTE_PREFETCH": "8",
+    "CHUTE_LOG_LEVEL": "INFO",
+}
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_TABLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """A variable has a value chute cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class Config:
+    amqp_url: str
+    database_url: str
+    data_dir: Path
+    namespace: str
+    table: str
+    api_host: str
+    api_port: int
+    api_token: str | None
+    batch_size: int
+    prefetch: int
+    log_level: str
+    metrics_port: int | None
+
+    @property
+    def database_name(self) -> str:
+        return urlsplit(self.database_url).path.lstrip("/")
+
+    @property
+    def reader_role(self) -> str:
+        """The read-only role the API uses; one per database, so test databases never share it."""
+        return f"{self.database_name}_reader"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str:
+            value = env.get(name, "").strip()
+            return value or DEFAULTS.get(name, "")
+
+        token = get("CHUTE_API_TOKEN") or None
+        metrics = get("CHUTE_METRICS_PORT")
+        return cls(
+            amqp_url=_url("CHUTE_AMQP_URL", get("CHUTE_AMQP_URL"), ("amqp", "amqps")),
+            database_url=_database_url(get("CHUTE_DATABASE_URL")),
+            data_dir=Path(get("CHUTE_DATA_DIR")).resolve(),
+            namespace=_match("CHUTE_NAMESPACE", get("CHUTE_NAMESPACE"), _NAMESPACE,
+                             "letters, digits, '_', '.', '-'"),
+            table=_match("CHUTE_TABLE", get("CHUTE_TABLE"), _TABLE,
+                         "a lower-case SQL identifier"),
+            api_host=get("CHUTE_API_HOST"),
+            api_port=_integer("CHUTE_API_PORT", get("CHUTE_API_PORT"), 1, 65535),
+            api_token=token,
+            batch_size=_integer("CHUTE_BATCH_SIZE", get("CHUTE_BATCH_SIZE"), 1, 1_000_000),
+            prefetch=_integer("CHUTE_PREFETCH", get("CHUTE_PREFETCH"), 1, 1000),
+            log_level=_level(get("CHUTE_LOG_LEVEL")),
+            metrics_port=_integer("CHUTE_METRICS_PORT", metrics, 0, 65535) if metrics else None,
+        )
+
+
+def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(f"{name} is not a valid URL") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(f"{name} must be a {' or '.join(schemes)}:// URL with a host")
+    return value
+
+
+def _database_url(value: str) -> str:
+    _url("CHUTE_DATABASE_URL", value, ("postgresql", "postgres"))
+    name = urlsplit(value).path.lstrip("/")
+    if not _TABLE.fullmatch(name):
+        raise ConfigError(
+            "CHUTE_DATABASE_URL must name a database (lower-case letters, digits, '_')"
+        )
+    return value
+
+
+def _match(name: str, value: str, pattern: re.Pattern[str], what: str) -> str:
+    if not pattern.fullmatch(value):
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
+    return value
+
+
+def _integer(name: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _level(value: str) -> str:
+    level = value.upper()
+    if level not in _LEVELS:
+        raise ConfigError(f"CHUTE_LOG_LEVEL must be one of {', '.join(_LEVELS)}, got {value!r}")
+    return level

@@ -1,0 +1,290 @@
+"""PostgreSQL for the workers: the only module that knows psycopg2.
+
+Every state change of a file happens here, each in one transaction. psycopg2's
+connection errors become DatabaseUnavailable at this edge.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.resources import files as package_files
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extras
+from psycopg2 import sql
+from psycopg2.extensions import connection as Connection  # noqa: N812 - re-exported type
+
+from chute.messages import FileDone, RowBatch
+
+log = logging.getLogger(__name__)
+
+SCHEMA_LOCK = 0x63687574  # "chut": serialises schema set-up between services
+ROW_COLUMNS = "(id, first_name, last_name, age, location, file_seq, line)"
+FINAL_STATES = ("loaded", "duplicate", "quarantined", "failed")
+
+
+class DatabaseUnavailable(ConnectionError):
+    """PostgreSQL cannot be reached or dropped us; retrying later may work."""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    file_id: str
+    seq: int
+    name: str
+    path: str
+    sha256: str
+    state: str
+    error: str | None
+    duplicate_of: str | None
+
+
+def connect(url: str) -> Connection:
+    try:
+        conn = psycopg2.connect(url, connect_timeout=5, application_name="chute")
+    except psycopg2.OperationalError as e:
+        raise DatabaseUnavailable(f"database: {str(e).strip()}") from None
+    psycopg2.extras.register_uuid(conn_or_curs=conn)
+    return conn
+
+
+@contextmanager
+def transaction(conn: Connection) -> Iterator[Any]:
+    """Commit on a clean exit, roll back on an exception; never leaves a transaction open."""
+    try:
+        with conn, conn.cursor() as cur:
+            yield cur
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
+        raise DatabaseUnavailable(f"database: {str(e).strip()}") from None
+
+
+def ensure_database(url: str) -> None:
+    """Create the database named in `url` if it is missing (connects to `postgres`)."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cur.fetchone() is None:
+                try:
+                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                except (psycopg2.errors.DuplicateDatabase, psycopg2.errors.UniqueViolation):
+                    pass  # another service created it at the same moment
+    finally:
+        admin.close()
+
+
+def apply_schema(conn: Connection, table: str, reader: str) -> None:
+    text = package_files("chute").joinpath("schema.sql").read_text()
+    statement = sql.SQL(text).format(
+        table=sql.Identifier(table),
+        table_file_line=sql.Identifier(f"{table}_file_line"),
+        reader=sql.Identifier(reader),
+        reader_name=sql.Literal(reader),
+    )
+    with transaction(conn) as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        cur.execute(statement)
+
+
+# --- the watcher -------------------------------------------------------------------
+
+def register_file(conn: Connection, file_id: str, name: str, path: str, sha256: str,
+                  size: int) -> FileRecord:
+    """Record an arrival (idempotent: a second call returns the first record)."""
+    with transaction(conn) as cur:
+        cur.execute(
+            """INSERT INTO chute.files (file_id, name, path, sha256, size_bytes)
+               VALUES (%s, %s, %s, %s, %s) ON CONFLICT (file_id) DO NOTHING""",
+            (file_id, name, path, sha256, size),
+        )
+    record = get_file(conn, file_id)
+    assert record is not None
+    return record
+
+
+def get_file(conn: Connection, file_id: str) -> FileRecord | None:
+    with transaction(conn) as cur:
+        cur.execute(
+            """SELECT file_id::text, seq, name, path, sha256, state, error, duplicate_of::text
+               FROM chute.files WHERE file_id = %s""",
+            (file_id,),
+        )
+        row = cur.fetchone()
+    return FileRecord(*row) if row else None
+
+
+def set_path(conn: Connection, file_id: str, path: str) -> None:
+    with transaction(conn) as cur:
+        cur.execute("UPDATE chute.files SET path = %s WHERE file_id = %s", (path, file_id))
+
+
+# --- the transformer ---------------------------------------------------------------
+
+def begin_processing(conn: Connection, file_id: str, batch_size: int) -> tuple[str, int]:
+    """Claim a file for transforming: ('process', batch size to use), ('duplicate', 0),
+    or (its final state, 0) when there is nothing left to do.
+
+    A redelivered event for a file already being processed is processed again: the
+    batches are deterministic (the batch size is fixed at the first attempt) and the
+    loader's ledger drops the ones already loaded.
+    """
+    with transaction(conn) as cur:
+        cur.execute(
+            "SELECT state, sha256 FROM chute.files WHERE file_id = %s FOR NO KEY UPDATE",
+            (file_id,),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return "unknown", 0
+        state, sha256 = row
+        if state in FINAL_STATES:
+            return state, 0
+        # One arrival per content at a time: the lock makes the check and the claim atomic.
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (sha256,))
+        cur.execute(
+            """SELECT file_id FROM chute.files
+               WHERE sha256 = %s AND file_id <> %s AND state IN ('processing', 'loaded')
+               ORDER BY seq LIMIT 1""",
+            (sha256, file_id),
+        )
+        original = cur.fetchone()
+        if original:
+            cur.execute(
+                """UPDATE chute.files SET state = 'duplicate', duplicate_of = %s,
+                          rows_total = 0, rows_loaded = 0, rows_rejected = 0,
+                          started_at = coalesce(started_at, now()), finished_at = now()
+                   WHERE file_id = %s""",
+                (original[0], file_id),
+            )
+            return "duplicate", 0
+        cur.execute(
+            """UPDATE chute.files SET state = 'processing', attempts = attempts + 1,
+                      error = NULL, started_at = coalesce(started_at, now()),
+                      batch_size = coalesce(batch_size, %s)
+               WHERE file_id = %s RETURNING batch_size""",
+            (batch_size, file_id),
+        )
+        return "process", cur.fetchone()[0]
+
+
+def finish_file(conn: Connection, file_id: str, state: str, error: str | None) -> None:
+    """Give a file a final state that has no rows: quarantined or failed."""
+    with transaction(conn) as cur:
+        cur.execute(
+            """UPDATE chute.files SET state = %s, error = %s, finished_at = now()
+               WHERE file_id = %s AND state NOT IN ('loaded', 'duplicate')""",
+            (state, error, file_id),
+        )
+
+
+# --- the loader --------------------------------------------------------------------
+
+def load_batch(conn: Connection, table: str, batch: RowBatch) -> str | None:
+    """Write a batch's rows and rejects and record it in the ledger, in one transaction.
+
+    Returns the file's name when this batch completed it (it is now `loaded`).
+    A batch already in the ledger is skipped: redelivery has no second effect.
+    """
+    with transaction(conn) as cur:
+        cur.execute(
+            """INSERT INTO chute.batches (file_id, batch_no, rows_loaded, rows_rejected)
+               VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1""",
+            (batch.file_id, batch.batch_no, batch.row_count, batch.reject_count),
+        )
+        if cur.fetchone() is None:
+            log.info("batch already loaded", extra={"file_id": batch.file_id,
+                                                    "batch_no": batch.batch_no})
+            return None
+        if batch.rows:
+            _copy_rows(cur, table, batch.rows)
+        if batch.rejects:
+            cur.copy_expert(
+                "COPY chute.rejects (file_id, line, reason, raw) FROM STDIN",
+                io.BytesIO(batch.rejects),
+            )
+        return _complete_if_ready(cur, batch.file_id)
+
+
+def _copy_rows(cur: Any, table: str, rows: bytes) -> None:
+    """COPY the rows; if some already exist (an earlier arrival of the same bytes that
+    failed half-way), insert only the missing ones instead: never a second copy."""
+    target = sql.SQL("public.{} " + ROW_COLUMNS).format(sql.Identifier(table))
+    cur.execute("SAVEPOINT copy_rows")
+    try:
+        cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(target), io.BytesIO(rows))
+    except psycopg2.errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT copy_rows")
+        cur.execute(
+            sql.SQL("CREATE TEMP TABLE incoming ON COMMIT DROP AS "
+                    "SELECT * FROM public.{} WITH NO DATA").format(sql.Identifier(table))
+        )
+        cur.copy_expert("COPY incoming " + ROW_COLUMNS + " FROM STDIN", io.BytesIO(rows))
+        cur.execute(
+            sql.SQL("INSERT INTO {} SELECT * FROM incoming ON CONFLICT DO NOTHING").format(target)
+        )
+
+
+def record_done(conn: Connection, done: FileDone) -> str | None:
+    """Record a file's totals; returns its name if every batch was already in."""
+    with transaction(conn) as cur:
+        cur.execute(
+            """UPDATE chute.files SET batches_total = %s, rows_total = %s
+               WHERE file_id = %s AND state = 'processing'""",
+            (done.batches, done.rows_total, done.file_id),
+        )
+        return _complete_if_ready(cur, done.file_id)
+
+
+def _complete_if_ready(cur: Any, file_id: str) -> str | None:
+    # The row lock serialises the last batch and FileDone, whichever loader has them,
+    # so exactly one transaction sees the file complete. NO KEY UPDATE, not UPDATE:
+    # the ledger's foreign key holds KEY SHARE locks on this row, and UPDATE would
+    # deadlock with a concurrent batch of the same file.
+    cur.execute(
+        """SELECT name, batches_total FROM chute.files
+           WHERE file_id = %s AND state = 'processing' FOR NO KEY UPDATE""",
+        (file_id,),
+    )
+    row = cur.fetchone()
+    if row is None or row[1] is None:
+        return None
+    name, batches_total = row
+    cur.execute(
+        """SELECT count(*), coalesce(sum(rows_loaded), 0), coalesce(sum(rows_rejected), 0)
+           FROM chute.batches WHERE file_id = %s""",
+        (file_id,),
+    )
+    batches, loaded, rejected = cur.fetchone()
+    if batches < batches_total:
+        return None
+    cur.execute(
+        """UPDATE chute.files SET state = 'loaded', rows_loaded = %s, rows_rejected = %s,
+                  finished_at = now()
+           WHERE file_id = %s""",
+        (loaded, rejected, file_id),
+    )
+    return name
+
+
+# --- recovery ----------------------------------------------------------------------
+
+def files_by_id(conn: Connection, file_ids: list[str]) -> dict[str, FileRecord]:
+    if not file_ids:
+        return {}
+    with transaction(conn) as cur:
+        cur.execute(
+            """SELECT file_id::text, seq, name, path, sha256, state, error, duplicate_of::text
+               FROM chute.files WHERE file_id = ANY(%s::uuid[])""",
+            (file_ids,),
+        )
+        return {row[0]: FileRecord(*row) for row in cur.fetchall()}

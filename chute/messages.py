@@ -1,0 +1,130 @@
+"""The messages that travel through RabbitMQ, with a schema version.
+
+FileArrived refers to a file, as an S3 event does; it never carries the content.
+RowBatch carries rows already in PostgreSQL COPY text format, so the loader hands them
+to COPY without re-encoding a single row. FileDone closes a file with its totals.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+SCHEMA_VERSION = 1
+
+
+class MessageDecodeError(ValueError):
+    """A body that can never be decoded: it goes to the dead-letter queue."""
+
+
+@dataclass(frozen=True)
+class FileArrived:
+    KIND: ClassVar[str] = "file.arrived"
+    file_id: str
+    seq: int
+    name: str
+    path: str  # relative to the data directory
+    sha256: str
+    size: int
+
+    def encode(self) -> tuple[dict[str, Any], bytes]:
+        return _headers(self.KIND, self.file_id), json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def decode(cls, headers: dict[str, Any] | None, body: bytes) -> FileArrived:
+        return _build(cls, _json_body(cls.KIND, headers, body))
+
+
+@dataclass(frozen=True)
+class FileDone:
+    KIND: ClassVar[str] = "file.done"
+    file_id: str
+    batches: int  # how many RowBatch messages the file produced
+    rows_total: int  # data records, blank lines excluded
+
+    def encode(self) -> tuple[dict[str, Any], bytes]:
+        return _headers(self.KIND, self.file_id), json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def decode(cls, headers: dict[str, Any] | None, body: bytes) -> FileDone:
+        return _build(cls, _json_body(cls.KIND, headers, body))
+
+
+@dataclass(frozen=True)
+class RowBatch:
+    """Rows and rejects of one slice of a file.
+
+    `rows` is COPY text for the loaded table's columns (id, first_name, last_name, age,
+    location, file_seq, line); `rejects` is COPY text for (file_id, line, reason, raw).
+    """
+
+    KIND: ClassVar[str] = "row.batch"
+    file_id: str
+    batch_no: int
+    row_count: int
+    reject_count: int
+    rows: bytes
+    rejects: bytes
+
+    def encode(self) -> tuple[dict[str, Any], bytes]:
+        headers = _headers(self.KIND, self.file_id) | {
+            "batch_no": self.batch_no,
+            "row_count": self.row_count,
+            "reject_count": self.reject_count,
+            "rows_bytes": len(self.rows),
+        }
+        return headers, self.rows + self.rejects
+
+    @classmethod
+    def decode(cls, headers: dict[str, Any] | None, body: bytes) -> RowBatch:
+        _check_kind(cls.KIND, headers)
+        assert headers is not None
+        try:
+            split = int(headers["rows_bytes"])
+            return cls(
+                file_id=str(headers["file_id"]),
+                batch_no=int(headers["batch_no"]),
+                row_count=int(headers["row_count"]),
+                reject_count=int(headers["reject_count"]),
+                rows=body[:split],
+                rejects=body[split:],
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise MessageDecodeError(f"bad {cls.KIND} headers: {e}") from None
+
+
+def kind_of(headers: dict[str, Any] | None) -> str | None:
+    return (headers or {}).get("kind")
+
+
+def _headers(kind: str, file_id: str) -> dict[str, Any]:
+    # Every message names its file in the headers, so a dead-lettered one can always be
+    # traced to its file without decoding the body.
+    return {"kind": kind, "v": SCHEMA_VERSION, "file_id": file_id}
+
+
+def _check_kind(kind: str, headers: dict[str, Any] | None) -> None:
+    headers = headers or {}
+    if headers.get("kind") != kind:
+        raise MessageDecodeError(f"expected a {kind} message, got {headers.get('kind')!r}")
+    if headers.get("v") != SCHEMA_VERSION:
+        raise MessageDecodeError(f"unsupported {kind} schema version {headers.get('v')!r}")
+
+
+def _build(cls: Any, data: dict[str, Any]) -> Any:
+    try:
+        return cls(**data)
+    except TypeError as e:
+        raise MessageDecodeError(f"bad {cls.KIND} body: {e}") from None
+
+
+def _json_body(kind: str, headers: dict[str, Any] | None, body: bytes) -> dict[str, Any]:
+    _check_kind(kind, headers)
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MessageDecodeError(f"{kind} body is not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise MessageDecodeError(f"{kind} body is not a JSON object")
+    return data

@@ -1,0 +1,76 @@
+-- chute's schema, applied at every service's start (idempotent; serialised by an
+-- advisory lock so that services starting together do not race).
+-- {table} is the loaded table (CHUTE_TABLE) and {reader} the API's read-only role.
+
+CREATE SCHEMA IF NOT EXISTS chute;
+
+-- One row per arrival of a file; seq is the arrival order.
+CREATE TABLE IF NOT EXISTS chute.files (
+    file_id       uuid PRIMARY KEY,
+    seq           bigserial UNIQUE,
+    name          text NOT NULL,
+    path          text NOT NULL,          -- where the file is now, relative to the data dir
+    sha256        text NOT NULL,
+    size_bytes    bigint NOT NULL,
+    state         text NOT NULL DEFAULT 'received' CHECK (state IN
+                  ('received', 'processing', 'loaded', 'duplicate', 'quarantined', 'failed')),
+    rows_total    bigint,
+    rows_loaded   bigint,
+    rows_rejected bigint,
+    batches_total integer,                -- known once the transformer has read the whole file
+    batch_size    integer,                -- fixed at the first attempt, so retries cut the same batches
+    duplicate_of  uuid,
+    error         text,
+    attempts      integer NOT NULL DEFAULT 0,
+    received_at   timestamptz NOT NULL DEFAULT now(),
+    started_at    timestamptz,
+    finished_at   timestamptz
+);
+CREATE INDEX IF NOT EXISTS files_sha256 ON chute.files (sha256);
+CREATE INDEX IF NOT EXISTS files_name_seq ON chute.files (name, seq);
+CREATE INDEX IF NOT EXISTS files_state_seq ON chute.files (state, seq);
+
+-- The batch ledger: a batch is loaded in the same transaction that inserts its row
+-- here, so a batch delivered twice is loaded once.
+CREATE TABLE IF NOT EXISTS chute.batches (
+    file_id       uuid NOT NULL REFERENCES chute.files ON DELETE CASCADE,
+    batch_no      integer NOT NULL,
+    rows_loaded   integer NOT NULL,
+    rows_rejected integer NOT NULL,
+    loaded_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (file_id, batch_no)
+);
+
+-- Rows that broke a rule: never loaded, never lost.
+CREATE TABLE IF NOT EXISTS chute.rejects (
+    file_id uuid NOT NULL REFERENCES chute.files ON DELETE CASCADE,
+    line    bigint NOT NULL,
+    reason  text NOT NULL,
+    raw     text NOT NULL,
+    PRIMARY KEY (file_id, line)
+);
+
+-- The loaded rows. id comes from the file's content and the line (chute.rowids);
+-- (file_seq, line) says where each row came from and gives arrival order.
+CREATE TABLE IF NOT EXISTS public.{table} (
+    id         uuid PRIMARY KEY,
+    first_name text NOT NULL,
+    last_name  text,
+    age        smallint NOT NULL CHECK (age BETWEEN 0 AND 150),
+    location   text NOT NULL,
+    file_seq   bigint NOT NULL,
+    line       bigint NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS {table_file_line} ON public.{table} (file_seq, line);
+
+-- The API's role: it can read and nothing else.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {reader_name}) THEN
+        CREATE ROLE {reader} NOLOGIN;
+    END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA chute TO {reader};
+GRANT SELECT ON ALL TABLES IN SCHEMA chute TO {reader};
+GRANT SELECT ON public.{table} TO {reader};

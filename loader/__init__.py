@@ -1,0 +1,1 @@
+"""The loader: RowBatch and FileDone messages -> PostgreSQL, with the batch ledger."""

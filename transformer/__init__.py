@@ -1,0 +1,1 @@
+"""The transformer: FileArrived -> cleaned RowBatch messages and a FileDone."""

@@ -1,0 +1,1 @@
+"""The watcher: notices finished CSV files in inbox/ and publishes FileArrived events."""

@@ -1,0 +1,139 @@
+"""The watcher's loop: events and rescans in, claims and FileArrived events out.
+
+watchdog's observer thread only queues paths; the main thread owns the broker and
+database connections (neither is thread-safe) and does all the work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import time
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from chute import db
+from chute.broker import FILES, Broker
+from chute.config import Config
+from chute.folders import Claimed, Folders
+from chute.messages import FileArrived
+from chute.service import Stop, run_with_reconnect
+from watcher.readiness import files_open_now, is_candidate, is_finished
+
+log = logging.getLogger(__name__)
+
+RESCAN_SECONDS = 5.0  # catches files whose events were missed or not yet finished
+
+
+class InboxEvents(FileSystemEventHandler):
+    """Runs in watchdog's thread: queue (path, finished?) and return at once."""
+
+    def __init__(self, inbox: Path, paths: queue.Queue[tuple[Path, bool]]) -> None:
+        self.inbox = inbox
+        self.paths = paths
+
+    def on_closed(self, event: FileSystemEvent) -> None:
+        self.paths.put((Path(str(event.src_path)), True))
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        dest = Path(str(event.dest_path))
+        if dest.parent == self.inbox:
+            self.paths.put((dest, True))
+
+    def on_created(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self.paths.put((Path(str(event.src_path)), False))
+
+
+def run(config: Config, stop: Stop) -> None:
+    folders = Folders(config.data_dir)
+    folders.ensure()
+    paths: queue.Queue[tuple[Path, bool]] = queue.Queue()
+    observer = Observer()
+    observer.schedule(InboxEvents(folders.inbox, paths), str(folders.inbox), recursive=False)
+    observer.start()
+    try:
+        run_with_reconnect(lambda: _session(config, folders, paths, stop), stop)
+    finally:
+        observer.stop()
+        observer.join(timeout=5)
+
+
+def _session(config: Config, folders: Folders, paths: queue.Queue[tuple[Path, bool]],
+             stop: Stop) -> None:
+    conn = db.connect(config.database_url)
+    broker = Broker(config.amqp_url, config.namespace)
+    try:
+        _recover(conn, broker, folders)
+        next_scan = 0.0
+        while not stop():
+            if time.monotonic() >= next_scan:
+                _rescan(conn, broker, folders)
+                next_scan = time.monotonic() + RESCAN_SECONDS
+            try:
+                path, finished = paths.get(timeout=0.2)
+            except queue.Empty:
+                broker.poll(0)  # keeps heartbeats flowing
+                continue
+            if path.parent == folders.inbox and is_candidate(path) and path.is_file():
+                if finished or is_finished(path, files_open_now()):
+                    _take(conn, broker, folders, path)
+    finally:
+        broker.close()
+        conn.close()
+
+
+def _rescan(conn: db.Connection, broker: Broker, folders: Folders) -> None:
+    """Take every finished file in the inbox: those there at start, and any whose
+    events were missed."""
+    open_files = files_open_now()
+    for path in sorted(folders.inbox.iterdir()):
+        if is_candidate(path) and path.is_file() and is_finished(path, open_files):
+            _take(conn, broker, folders, path)
+
+
+def _take(conn: db.Connection, broker: Broker, folders: Folders, path: Path) -> None:
+    claimed = folders.claim(path)
+    if claimed is not None:
+        _announce(conn, broker, folders, claimed)
+
+
+def _announce(conn: db.Connection, broker: Broker, folders: Folders, claimed: Claimed) -> None:
+    """Register a claimed file and publish its FileArrived (both idempotent)."""
+    started = time.monotonic()
+    sha256, size = _digest(claimed.path)
+    record = db.register_file(conn, claimed.file_id, claimed.name,
+                              folders.relative(claimed.path), sha256, size)
+    event = FileArrived(file_id=record.file_id, seq=record.seq, name=record.name,
+                        path=record.path, sha256=record.sha256, size=size)
+    broker.publish(FILES, *event.encode())
+    log.info("file received", extra={"file_id": record.file_id, "file_name": record.name,
+                                     "bytes": size, "sha256": sha256,
+                                     "duration_ms": round((time.monotonic() - started) * 1000, 1)})
+
+
+def _recover(conn: db.Connection, broker: Broker, folders: Folders) -> None:
+    """Finish what a watcher that died left: claims never announced, moves not done."""
+    claims = list(folders.claimed())
+    records = db.files_by_id(conn, [c.file_id for c in claims])
+    for claimed in claims:
+        record = records.get(claimed.file_id)
+        if record is None or record.state == "received":
+            _announce(conn, broker, folders, claimed)
+        elif record.state in ("loaded", "duplicate"):
+            folders.to_archive(claimed.file_id, claimed.name)
+        elif record.state == "quarantined":
+            folders.to_quarantine(claimed.file_id, claimed.name, record.error or "")
+
+
+def _digest(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
