@@ -15,8 +15,6 @@ caller can store it as a reject and carry on.
 
 import csv
 from collections.abc import Callable, Iterator
-from functools import partial
-from itertools import chain
 from typing import BinaryIO, NamedTuple
 
 RAW_LIMIT = 4096  # chars of raw text kept per record; enough to see what went wrong
@@ -117,22 +115,24 @@ class _Lines:
         # (the one carry belongs to) can be over the limit, so only it needs checking.
         block = max(1, min(_BLOCK, limit))
         carry = b""  # start of a line whose end has not been read yet
-        chunks = chain((_start(read, block),), iter(partial(read, block), b""), (None,))
-        for chunk in chunks:
-            if chunk is None:  # end of file: a last line without a line break
-                if not carry:
-                    return
-                body, carry = carry, b""
-            else:
+        chunk = _start(read, block)
+        while chunk or carry:
+            if chunk:
                 data = carry + chunk
                 end = data.rfind(b"\n")
                 if end < 0:
-                    carry = data
                     if len(data) > limit + 1:  # too long whatever follows: skip, don't buffer
-                        carry = _skip_line(read, block)
+                        carry = b""
+                        chunk = _skip_line(read, block) or read(block)
                         yield from self._reject(data, True)
+                    else:
+                        carry = data
+                        chunk = read(block)
                     continue
                 body, carry = data[:end], data[end + 1 :]
+            else:  # end of file: a last line without a line break
+                body, carry = carry, b""
+            chunk = read(block)
             first = body.find(b"\n")
             if first < 0:
                 first = len(body)
@@ -202,11 +202,17 @@ def _start(read: _Read, block: int) -> bytes:
         if not more:
             break
         head += more
-    return head[3:] if head.startswith(_BOM) else head
+    if head.startswith(_BOM):
+        return head[3:] or read(block)  # b"" would read as end of file
+    return head
 
 
 def _skip_line(read: _Read, block: int) -> bytes:
-    """Discard the rest of the current line block by block; return what follows it."""
+    """Discard the rest of the current line block by block; return what follows it.
+
+    What follows comes from a single read, so it keeps the invariant that no line in it
+    is longer than a block.
+    """
     while chunk := read(block):
         end = chunk.find(b"\n")
         if end >= 0:
