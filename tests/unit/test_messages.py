@@ -1,0 +1,47 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chute.messages import FileArrived, FileDone, MessageDecodeError, RowBatch
+
+
+def test_file_arrived_round_trips() -> None:
+    event = FileArrived(file_id="f", seq=3, name="a b.csv", path="work/f/a b.csv",
+                        sha256="00" * 32, size=10)
+
+    assert FileArrived.decode(*event.encode()) == event
+
+
+@given(rows=st.binary(), rejects=st.binary(), batch_no=st.integers(0, 2**31 - 1))
+def test_row_batch_round_trips(rows: bytes, rejects: bytes, batch_no: int) -> None:
+    batch = RowBatch(file_id="f", batch_no=batch_no, row_count=1, reject_count=2,
+                     rows=rows, rejects=rejects)
+
+    assert RowBatch.decode(*batch.encode()) == batch
+
+
+def test_every_message_names_its_file_in_the_headers() -> None:
+    for message in (FileDone(file_id="f", batches=1, rows_total=2),
+                    RowBatch("f", 0, 0, 0, b"", b"")):
+        assert message.encode()[0]["file_id"] == "f"
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        (None, b"{}"),
+        ({"kind": "file.arrived", "v": 99}, b"{}"),
+        ({"kind": "file.arrived", "v": 1}, b"not json"),
+        ({"kind": "file.arrived", "v": 1}, b"[1]"),
+        ({"kind": "file.arrived", "v": 1}, b'{"file_id": "x"}'),
+        ({"kind": "file.done", "v": 1}, b"{}"),
+    ],
+)
+def test_undecodable_file_events_raise_one_error_type(headers: dict | None, body: bytes) -> None:
+    with pytest.raises(MessageDecodeError):
+        FileArrived.decode(headers, body)
+
+
+def test_a_batch_without_its_headers_is_undecodable() -> None:
+    with pytest.raises(MessageDecodeError):
+        RowBatch.decode({"kind": "row.batch", "v": 1}, b"rows")
