@@ -57,18 +57,20 @@ def read_records(stream: BinaryIO, max_record_bytes: int = 1 << 20) -> Iterator[
     while True:
         try:
             for fields in reader:
-                text = pending[0] if len(pending) == 1 else "\n".join(pending)
-                start = done + 1
-                done += len(pending)
-                pending.clear()
+                if len(pending) == 1:  # pop() both takes the line and empties the list
+                    text = pending.pop()
+                    start = done = done + 1
+                else:  # a record over several lines (pending may be compacted, see _emit)
+                    text = "\n".join(pending)
+                    start = done + 1
+                    done += text.count("\n") + 1
+                    pending.clear()
                 if trouble:
                     error = trouble[-1]  # a too-long record always ends with that error
                     trouble.clear()
                     yield _new(Record, (start, None, _display(text), error))
                 elif len(fields) < 2 and not text.strip():
                     continue  # blank line: csv gives [] or one whitespace field
-                elif "\0" in text:
-                    yield _new(Record, (start, None, _display(text), HAS_NUL))
                 else:
                     raw = text.rstrip("\r")
                     if len(raw) > RAW_LIMIT:
@@ -80,9 +82,10 @@ def read_records(stream: BinaryIO, max_record_bytes: int = 1 << 20) -> Iterator[
             # the same reader carries on at the next physical line.
             reason = str(exc).split(" - ")[0]  # drop csv's hint aimed at programmers
             error = trouble[-1] if trouble else f"malformed quoting: {reason}"
+        text = "\n".join(pending)
         start = done + 1
-        done += len(pending)
-        raw = _display("\n".join(pending))
+        done += text.count("\n") + 1 if pending else 0
+        raw = _display(text)
         pending.clear()
         trouble.clear()
         yield _new(Record, (start, None, raw, error))
@@ -111,6 +114,7 @@ class _Lines:
         read = self.read
         limit = self.limit
         pending = self.pending
+        append = pending.append
         # Blocks no bigger than the limit mean that, in `carry + chunk`, only the first line
         # (the one carry belongs to) can be over the limit, so only it needs checking.
         block = max(1, min(_BLOCK, limit))
@@ -141,16 +145,19 @@ class _Lines:
                 if first == len(body):
                     continue
                 body = body[first + 1 :]
+            if b"\0" in body:  # one scan per block spares a check per record
+                yield from self._careful(body)
+                continue
             try:
                 lines = body.decode().split("\n")
             except UnicodeDecodeError:
-                yield from self._undecodable(body)
+                yield from self._careful(body)
                 continue
             for line in lines:
                 if pending:
                     yield from self._emit(line)
                 else:
-                    pending.append(line)
+                    append(line)
                     yield line
 
     def _emit(self, line: str) -> Iterator[str]:
@@ -170,17 +177,24 @@ class _Lines:
         else:
             self.used += 1 + _size(line)
             pending.append(line)
+            if len(pending) > 256:
+                # Many short lines cost far more as separate str objects than their bytes;
+                # join them, keeping at least two entries so it still reads as multi-line.
+                pending[:-1] = ["\n".join(pending[:-1])]
             yield "\n" + line  # the line break is inside the quoted field: give it back
 
-    def _undecodable(self, body: bytes) -> Iterator[str]:
-        """A block that is not valid UTF-8: find the bad lines and flag only their records."""
+    def _careful(self, body: bytes) -> Iterator[str]:
+        """A block with bad bytes or a NUL: find those lines and flag only their records."""
+        trouble = self.trouble
         for piece in body.split(b"\n"):
+            if b"\0" in piece:
+                trouble.append(HAS_NUL)
             try:
                 line = piece.decode()
             except UnicodeDecodeError:
                 # surrogateescape keeps the bytes so quotes still parse and raw can show them.
                 line = piece.decode("utf-8", "surrogateescape")
-                self.trouble.append(NOT_UTF8)
+                trouble.append(NOT_UTF8)
             yield from self._emit(line)
 
     def _reject(self, data: bytes, cut: bool) -> Iterator[str]:

@@ -29,8 +29,11 @@ def main() -> int:
         name: subprocess.Popen([sys.executable, "-m", name], env=os.environ.copy())
         for name in SERVICES
     }
-    print(f"chute: watching {config.data_dir / 'inbox'}; API on "
-          f"http://{config.api_host}:{config.api_port}/ (Ctrl-C stops)", file=sys.stderr)
+    print(
+        f"chute: watching {config.data_dir / 'inbox'}; API on "
+        f"http://{config.api_host}:{config.api_port}/ (Ctrl-C stops)",
+        file=sys.stderr,
+    )
     exit_code = 0
     while not stop():
         exited = {n: p.returncode for n, p in processes.items() if p.poll() is not None}
