@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PACKAGES := docker-compose
 
-.PHONY: install up test lint clean system-packages
+.PHONY: install up test lint clean system-packages aws-package
 
 install: $(STAMP) system-packages
 
@@ -26,6 +26,12 @@ system-packages:
 		else echo "please install:$$missing (apt-get install$$missing)"; fi; \
 	fi
 
+# Node.js and npm run `serverless package`, the offline check of serverless.yml.
+	@command -v npm >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+		else echo "please install Node.js and npm (for the serverless.yml check)"; fi; }
+
 up: install
 	$(BIN)/python -m chute.stack
 
@@ -35,5 +41,12 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
+# build/chute-lambda.zip: chute and its dependencies for AWS Lambda (Linux x86_64).
+aws-package: install
+	rm -rf build && $(BIN)/pip wheel --quiet --no-deps -w build/wheels .
+	$(BIN)/pip install --quiet --target build/lambda --platform manylinux2014_x86_64 \
+	  --implementation cp --python-version 3.11 --only-binary=:all: "$$(ls build/wheels/chute-*.whl)[aws]"
+	cd build/lambda && zip -qr ../chute-lambda.zip .
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache build
