@@ -14,6 +14,10 @@ REQUIRED = ("fullname", "age", "location")
 AGE_MIN = 0
 AGE_MAX = 150
 REASON_VALUE_LIMIT = 40  # a reject reason quotes the bad value; keep reasons one readable line
+# Longest fullname and location, in characters after cleaning. Names and locations are
+# indexed (btree entries hold at most 2704 bytes); 500 characters of up to 4 UTF-8 bytes
+# each always fit, and no real name or place comes near it.
+TEXT_MAX = 500
 
 # ASCII digits only ([0-9], not \d, which also matches e.g. Arabic-Indic digits). A sign is
 # accepted so that "-5" is reported as out of range rather than as "not a whole number".
@@ -89,22 +93,33 @@ def clean_row(fields: list[str], columns: Columns) -> CleanRow | str:
     if "  " in location or not location.isprintable():
         location = " ".join(location.split())
     age = _AGES.get(fields[age_at])
-    if fullname and location and age is not None:
+    # One comparison covers both "not empty" and "not too long" for each text field.
+    text_ok = 0 < len(fullname) <= TEXT_MAX and 0 < len(location) <= TEXT_MAX
+    if text_ok and age is not None:
         first, _, last = fullname.partition(" ")
         return _new(CleanRow, (first, last or None, age, location))
     # Slow path: a reject, or an age written non-canonically such as " 25" or "25.0".
     age_or_problem = _parse_age(fields[age_at].strip())
-    if fullname and location and not isinstance(age_or_problem, str):
+    if text_ok and not isinstance(age_or_problem, str):
         first, _, last = fullname.partition(" ")
         return _new(CleanRow, (first, last or None, age_or_problem, location))
     problems = []
-    if not fullname:
-        problems.append("fullname: is empty")
+    if problem := _text_problem("fullname", fullname):
+        problems.append(problem)
     if isinstance(age_or_problem, str):
         problems.append(age_or_problem)
-    if not location:
-        problems.append("location: is empty")
+    if problem := _text_problem("location", location):
+        problems.append(problem)
     return "; ".join(problems)
+
+
+def _text_problem(name: str, value: str) -> str | None:
+    """Why a cleaned fullname or location cannot be stored, or None when it can."""
+    if not value:
+        return f"{name}: is empty"
+    if len(value) > TEXT_MAX:
+        return f"{name}: is longer than {TEXT_MAX} characters"
+    return None
 
 
 def _parse_age(text: str) -> int | str:

@@ -21,6 +21,14 @@ RAW_LIMIT = 4096  # chars of raw text kept per record; enough to see what went w
 NOT_UTF8 = "bytes that are not UTF-8"
 HAS_NUL = "contains a NUL byte"  # PostgreSQL text cannot hold NUL
 
+# csv's messages, in words for the person who has to fix the file; any other csv message
+# is kept as it is.
+_CSV_REASONS = {
+    "unexpected end of data": "a quoted field is not closed by the end of the file",
+    "',' expected after '\"'": "text after a closing quote (write a quote inside a field as \"\")",
+    "new-line character seen in unquoted field": "a carriage return in an unquoted field",
+}
+
 _BLOCK = 1 << 16  # read size; capped at the record limit, see _Lines
 _RAW_BYTES = RAW_LIMIT * 4  # bytes that always decode to at least RAW_LIMIT chars
 _BOM = b"\xef\xbb\xbf"
@@ -81,6 +89,7 @@ def read_records(stream: BinaryIO, max_record_bytes: int = 1 << 20) -> Iterator[
             # csv drops the rest of the failing line and resets itself on the next call, so
             # the same reader carries on at the next physical line.
             reason = str(exc).split(" - ")[0]  # drop csv's hint aimed at programmers
+            reason = _CSV_REASONS.get(reason, reason)
             error = trouble[-1] if trouble else f"malformed quoting: {reason}"
         text = "\n".join(pending)
         start = done + 1

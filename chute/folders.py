@@ -3,6 +3,10 @@
 A file is claimed by renaming it from inbox/NAME to work/FILE_ID/NAME: the rename is
 atomic, so two watchers can never both claim it, and the file id travels in the path,
 so a watcher that dies right after the rename finds the claim again on restart.
+
+From the claim on, a file goes by a name that every later step can hold: valid UTF-8
+(the database and the messages cannot carry other bytes) and short enough to take a
+suffix and `.reason.txt` within the 255 bytes a file name may have.
 """
 
 from __future__ import annotations
@@ -12,6 +16,20 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+NAME_BYTES_MAX = 200  # room for ".{id8}" and ".reason.txt" within 255 bytes
+
+
+def claim_name(name: str) -> str:
+    """The name a file goes by once claimed: bytes that are not UTF-8 become U+FFFD, and
+    an over-long name loses the end of its stem (its extension is kept)."""
+    name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if len(name.encode()) <= NAME_BYTES_MAX:
+        return name
+    _stem, dot, ext = name.rpartition(".")
+    suffix = f".{ext}" if dot and len(ext) <= 16 else ""
+    room = NAME_BYTES_MAX - len(suffix.encode())
+    return name[: len(name) - len(suffix)].encode()[:room].decode("utf-8", "ignore") + suffix
 
 
 @dataclass(frozen=True)
@@ -44,12 +62,16 @@ class Folders:
         file_id = str(uuid.uuid4())
         folder = self.work / file_id
         folder.mkdir()
+        dest = folder / claim_name(path.name)
         try:
-            os.rename(path, folder / path.name)
+            os.rename(path, dest)
         except FileNotFoundError:
             folder.rmdir()
             return None
-        return Claimed(file_id, folder / path.name)
+        except OSError:
+            folder.rmdir()  # nothing was claimed: leave no empty folder behind
+            raise
+        return Claimed(file_id, dest)
 
     def claimed(self) -> Iterator[Claimed]:
         """Claims found in work/, for recovery at start; empty leftovers are removed."""
@@ -81,19 +103,36 @@ class Folders:
         """Move a claimed file to `target`, keeping its name unless another file has it.
 
         Returns None if the file is no longer in work/ (already moved by an earlier,
-        interrupted attempt): moving is idempotent.
+        interrupted attempt): moving is idempotent. Never replaces a file already in
+        `target`: two workers finishing files of the same name at once each keep theirs.
         """
         source = self.work_path(file_id, name)
-        dest = target / name
-        if dest.exists():
-            stem, dot, ext = name.rpartition(".")
-            dest = target / (f"{stem}.{file_id[:8]}.{ext}" if dot else f"{name}.{file_id[:8]}")
-        try:
-            os.replace(source, dest)
-        except FileNotFoundError:
-            return None
-        try:
-            source.parent.rmdir()
-        except OSError:
-            pass
-        return dest
+        stem, dot, ext = name.rpartition(".")
+        for candidate in (name, f"{stem}.{file_id[:8]}.{ext}" if dot else f"{name}.{file_id[:8]}"):
+            dest = target / candidate
+            try:
+                # A hard link, unlike a rename, fails if the name is taken, and in one step.
+                os.link(source, dest)
+            except FileNotFoundError:
+                return None
+            except FileExistsError:
+                if not _same_file(source, dest):
+                    continue  # another file's name: try the next
+                # else: an earlier attempt linked it and stopped before the unlink
+            try:
+                os.unlink(source)
+            except FileNotFoundError:
+                pass  # a concurrent attempt moved it too, to the same place
+            try:
+                source.parent.rmdir()
+            except OSError:
+                pass
+            return dest
+        raise FileExistsError(f"{target}: both {name} and its suffixed name are taken")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except FileNotFoundError:
+        return False

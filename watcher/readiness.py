@@ -1,9 +1,16 @@
 """Is an inbox file finished? Which files are ours to take?
 
-A file closed after writing (inotify IN_CLOSE_WRITE) or renamed into the inbox is
-finished. A file seen any other way (present at start, or created by a rename from
-outside the watched tree, which inotify reports as a creation) is finished once no
-process holds it open; where /proc is missing, once it has not changed for a while.
+A file is finished when no process holds it open: its writer closed it (inotify
+IN_CLOSE_WRITE), it was renamed in whole, or it was already there at start. That is
+checked in /proc on every occasion, not only taken from the event: a file may be open
+twice, or closed by one writer while another still writes. Where /proc is missing, a
+file is finished once it has not changed for SETTLE_SECONDS.
+
+One case needs more than /proc: inotify reports a file created by open(O_CREAT) before
+the creating process has its descriptor, so at that instant nobody holds the new, empty
+file open. A file that is still empty when its creation is reported therefore waits for
+its close (or the next rescan). A rename from outside the inbox is reported as a
+creation too, but of a file that already has its bytes, so it is taken at once.
 """
 
 from __future__ import annotations
@@ -21,11 +28,16 @@ def is_candidate(path: Path) -> bool:
     return not name.startswith(".") and name.lower().endswith(".csv")
 
 
-def is_finished(path: Path, open_files: set[str] | None) -> bool:
-    """`open_files` comes from `files_open_now()`; None means /proc cannot tell."""
+def is_finished(path: Path, open_files: set[str] | None, just_created: bool = False) -> bool:
+    """`open_files` comes from `files_open_now()`; None means /proc cannot tell.
+
+    `just_created`: the occasion is inotify's report of the file's creation (see above).
+    """
     try:
         stat = path.stat()
     except FileNotFoundError:
+        return False
+    if just_created and stat.st_size == 0:
         return False
     if open_files is None:
         return time.time() - stat.st_mtime >= SETTLE_SECONDS

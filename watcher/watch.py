@@ -18,7 +18,7 @@ from watchdog.observers import Observer
 from chute import db
 from chute.broker import FILES, Broker
 from chute.config import Config
-from chute.folders import Claimed, Folders
+from chute.folders import Claimed, Folders, claim_name
 from chute.messages import FileArrived
 from chute.service import Stop, run_with_reconnect
 from watcher.readiness import files_open_now, is_candidate, is_finished
@@ -29,23 +29,26 @@ RESCAN_SECONDS = 5.0  # catches files whose events were missed or not yet finish
 
 
 class InboxEvents(FileSystemEventHandler):
-    """Runs in watchdog's thread: queue (path, finished?) and return at once."""
+    """Runs in watchdog's thread: queue (path, just created?) and return at once."""
 
     def __init__(self, inbox: Path, paths: queue.Queue[tuple[Path, bool]]) -> None:
         self.inbox = inbox
         self.paths = paths
 
     def on_closed(self, event: FileSystemEvent) -> None:
-        self.paths.put((Path(str(event.src_path)), True))
+        """Closed after writing (IN_CLOSE_WRITE)."""
+        self.paths.put((Path(str(event.src_path)), False))
 
     def on_moved(self, event: FileSystemEvent) -> None:
+        """Renamed within the inbox, e.g. from `x.csv.part` to `x.csv`."""
         dest = Path(str(event.dest_path))
         if dest.parent == self.inbox:
-            self.paths.put((dest, True))
+            self.paths.put((dest, False))
 
     def on_created(self, event: FileSystemEvent) -> None:
+        """Created in place, or renamed in from outside the inbox."""
         if not event.is_directory:
-            self.paths.put((Path(str(event.src_path)), False))
+            self.paths.put((Path(str(event.src_path)), True))
 
 
 def run(config: Config, stop: Stop) -> None:
@@ -74,12 +77,12 @@ def _session(config: Config, folders: Folders, paths: queue.Queue[tuple[Path, bo
                 _rescan(conn, broker, folders)
                 next_scan = time.monotonic() + RESCAN_SECONDS
             try:
-                path, finished = paths.get(timeout=0.2)
+                path, just_created = paths.get(timeout=0.2)
             except queue.Empty:
                 broker.poll(0)  # keeps heartbeats flowing
                 continue
             if path.parent == folders.inbox and is_candidate(path) and path.is_file():
-                if finished or is_finished(path, files_open_now()):
+                if is_finished(path, files_open_now(), just_created):
                     _take(conn, broker, folders, path)
     finally:
         broker.close()
@@ -96,7 +99,14 @@ def _rescan(conn: db.Connection, broker: Broker, folders: Folders) -> None:
 
 
 def _take(conn: db.Connection, broker: Broker, folders: Folders, path: Path) -> None:
-    claimed = folders.claim(path)
+    try:
+        claimed = folders.claim(path)
+    except OSError as e:
+        # One file we cannot move must not stop the others: it stays in the inbox, is
+        # tried again at the next rescan, and says why each time.
+        log.error("cannot claim file", extra={"file_name": claim_name(path.name),
+                                              "error": repr(e)})
+        return
     if claimed is not None:
         _announce(conn, broker, folders, claimed)
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chute.cleaning import CleanRow, Columns, HeaderError, clean_row, find_columns
+from chute.cleaning import TEXT_MAX, CleanRow, Columns, HeaderError, clean_row, find_columns
 
 COLS = Columns(fullname=0, age=1, location=2, count=3)
 NO_HEADER = "no header: expected columns fullname, age, location"
@@ -178,6 +178,35 @@ def test_clean_row_empty_fullname(name: str) -> None:
 @pytest.mark.parametrize("location", ["", " ", "\t\r\n", "\u00a0"])
 def test_clean_row_empty_location(location: str) -> None:
     assert clean_row(["Ann", "30", location], COLS) == "location: is empty"
+
+
+def test_clean_row_text_of_the_maximum_length_is_kept() -> None:
+    name = "A" * 250 + " " + "é" * (TEXT_MAX - 251)  # 500 characters, more bytes
+    place = "\U0001f600" * TEXT_MAX  # 4 bytes each: the most a btree entry must hold
+    assert clean_row([name, "30", place], COLS) == CleanRow(
+        "A" * 250, "é" * (TEXT_MAX - 251), 30, place)
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        (["x" * (TEXT_MAX + 1), "30", "Oslo"], "fullname: is longer than 500 characters"),
+        (["Ann", "30", "y" * 300_000], "location: is longer than 500 characters"),
+        # Measured after trimming and collapsing: 251 one-letter words are 501 characters.
+        (["Ann", "30", "  " + "a  " * 251 + "  "], "location: is longer than 500 characters"),
+        (["x" * 501, "abc", ""],
+         'fullname: is longer than 500 characters; age: "abc" is not a whole number; '
+         "location: is empty"),
+    ],
+)
+def test_clean_row_too_long_text(fields: list[str], reason: str) -> None:
+    assert clean_row(fields, COLS) == reason
+
+
+def test_clean_row_padding_does_not_count_towards_the_length() -> None:
+    padded = " " * 1000 + "a" * TEXT_MAX + "\t" * 1000
+    assert clean_row([padded, "1", padded], COLS) == CleanRow("a" * TEXT_MAX, None, 1,
+                                                              "a" * TEXT_MAX)
 
 
 @pytest.mark.parametrize(
