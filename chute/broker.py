@@ -5,20 +5,24 @@ Topology, all names prefixed by the namespace:
     {ns}.files        quorum queue of FileArrived
     {ns}.batches      quorum queue of RowBatch and FileDone
     {ns}.dead-letter  fanout exchange that both queues dead-letter into
-    {ns}.dead         quorum queue: dead-lettered messages, kept for people to read
+    {ns}.dead         classic queue: dead-lettered messages, kept for people to read
     {ns}.dead.notify  quorum queue: the same messages, consumed by the loader to mark
                       their file failed
 
 Every publish waits for the broker's confirm: a message is not sent until confirmed.
-pika errors become BrokerUnavailable at this edge, so callers know one exception.
+Dead-lettering is at-least-once too: the work queue keeps a message until both dead
+queues have confirmed it. Every pika error becomes BrokerUnavailable at this edge, so
+callers know one exception and the retry policy (chute.service) handles all of them.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pika
 import pika.exceptions
@@ -26,15 +30,33 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 log = logging.getLogger(__name__)
 
-# Deliveries before the broker dead-letters a message. RabbitMQ 3.x also counts a
-# delivery returned because its consumer died, so this must stay well above the number
-# of worker crashes one message may live through.
+T = TypeVar("T")
+
+# Deliveries before the broker dead-letters a message. RabbitMQ 3.x counts every return,
+# including the unacknowledged messages of a consumer that died or lost its connection
+# (measured on 3.10: a closed channel or connection adds one to x-delivery-count). So
+# this is the safety net for a message that kills its worker, and must stay well above
+# the crashes and outages one message may live through; failures a handler sees are
+# counted apart (Delivery.failures), so outages never burn a handler's retries.
 DELIVERY_LIMIT = 20
+HEARTBEAT_SECONDS = 60
+# How often keep_alive_during serves the connection: well within any heartbeat a URL
+# may ask for, and cheap (one poll of the socket).
+SERVE_EVERY_SECONDS = 0.5
 
 FILES = "files"
 BATCHES = "batches"
 DEAD = "dead"
 DEAD_NOTIFY = "dead.notify"
+FAILURES_HEADER = "failures"  # handler failures so far; see Broker.retry_later
+# Headers the broker adds on redelivery and dead-lettering; a retried copy starts clean.
+_BROKER_HEADERS = frozenset({"x-delivery-count", "x-death", "x-first-death-exchange",
+                             "x-first-death-queue", "x-first-death-reason"})
+
+# What pika raises when the broker goes away or refuses us. Not OSError: pika wraps
+# socket errors itself, and an OSError escaping process_data_events comes from a
+# handler (including our own DatabaseUnavailable), which must pass through unchanged.
+_LOST = (pika.exceptions.AMQPError, pika.exceptions.ChannelError)
 
 
 class BrokerUnavailable(ConnectionError):
@@ -49,11 +71,27 @@ class Delivery:
     headers: dict[str, Any]
     body: bytes
     redelivered: bool
+    queue: str = ""  # FILES or BATCHES: where retry_later puts it back
 
     @property
     def delivery_count(self) -> int:
-        """Earlier deliveries of this message (quorum queues set x-delivery-count)."""
+        """Earlier deliveries of this message (quorum queues set x-delivery-count).
+
+        Crashes and outages count here too: use `failures` to decide about retries.
+        """
         return int(self.headers.get("x-delivery-count", 0) or 0)
+
+    @property
+    def failures(self) -> int:
+        """How many times a handler failed on this message (see Broker.retry_later)."""
+        return _failures(self.headers)
+
+
+def _failures(headers: dict[str, Any]) -> int:
+    try:
+        return max(0, int(headers.get(FAILURES_HEADER, 0) or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def queue_name(namespace: str, queue: str) -> str:
@@ -67,17 +105,23 @@ class Broker:
         self.namespace = namespace
         self.exchange = f"{namespace}.events"
         self.dead_letter_exchange = f"{namespace}.dead-letter"
+        self._stopping: Callable[[], bool] = lambda: False
+        self._consumers = 0
         params = pika.URLParameters(url)
-        params.heartbeat = 60
+        if "heartbeat" not in urlsplit(url).query:  # CHUTE_AMQP_URL may set its own
+            params.heartbeat = HEARTBEAT_SECONDS
         params.blocked_connection_timeout = 300
         params.connection_attempts = 1
         params.socket_timeout = 5
+        params.stack_timeout = 10
+        self.connection: pika.BlockingConnection | None = None
         try:
             self.connection = pika.BlockingConnection(params)
             self.channel: BlockingChannel = self.connection.channel()
             self.channel.confirm_delivery()
             self._declare()
-        except pika.exceptions.AMQPError as e:
+        except (*_LOST, OSError) as e:  # OSError: a DNS failure while connecting
+            self.close()  # a half-open connection must not linger until the next session
             raise BrokerUnavailable(f"broker: {e!r}") from None
 
     def _declare(self) -> None:
@@ -88,15 +132,39 @@ class Broker:
             "x-queue-type": "quorum",
             "x-delivery-limit": DELIVERY_LIMIT,
             "x-dead-letter-exchange": self.dead_letter_exchange,
+            # At-least-once dead-lettering: the default (at-most-once) drops a message
+            # dead-lettered while a dead queue cannot take it. It requires reject-publish
+            # overflow; no length limit is set, so that never rejects anything.
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
         }
         for key in (FILES, BATCHES):
             name = queue_name(self.namespace, key)
-            ch.queue_declare(name, durable=True, arguments=work_args)
-            ch.queue_bind(name, self.exchange, routing_key=key)
-        for key in (DEAD, DEAD_NOTIFY):
+            self._declare_queue(name, work_args)
+            self.channel.queue_bind(name, self.exchange, routing_key=key)
+        # {ns}.dead is a classic queue: people read it by fetching and returning messages,
+        # which a quorum queue counts as deliveries (RabbitMQ 4 gives every quorum queue a
+        # default delivery limit of 20, and this queue has nowhere to dead-letter to).
+        dead_types = {DEAD: "classic", DEAD_NOTIFY: "quorum"}
+        for key, queue_type in dead_types.items():
             name = queue_name(self.namespace, key)
-            ch.queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
-            ch.queue_bind(name, self.dead_letter_exchange)
+            self._declare_queue(name, {"x-queue-type": queue_type})
+            self.channel.queue_bind(name, self.dead_letter_exchange)
+
+    def _declare_queue(self, name: str, arguments: dict[str, Any]) -> None:
+        """Declare a durable queue; one that exists with other arguments (made by an
+        older chute) is used as it is, with a warning, rather than refused forever."""
+        try:
+            self.channel.queue_declare(name, durable=True, arguments=arguments)
+        except pika.exceptions.ChannelClosedByBroker as e:
+            if e.reply_code != 406:  # PRECONDITION_FAILED: inequivalent arguments
+                raise
+            log.warning("queue exists with other arguments, using it as it is; delete it "
+                        "while it is empty to get the current ones",
+                        extra={"queue": name, "error": e.reply_text})
+            self.channel = self._open().channel()  # the broker closed the channel
+            self.channel.confirm_delivery()
+            self.channel.queue_declare(name, passive=True)
 
     def publish(self, routing_key: str, headers: dict[str, Any], body: bytes) -> None:
         """Publish persistently and return once the broker has confirmed it."""
@@ -107,51 +175,116 @@ class Broker:
             )
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as e:
             raise BrokerUnavailable(f"broker refused a message: {e!r}") from None
-        except pika.exceptions.AMQPError as e:
+        except _LOST as e:
             raise BrokerUnavailable(f"broker: {e!r}") from None
 
     def consume(self, queue: str, prefetch: int, handler: Callable[[Delivery], None]) -> None:
-        """Register `handler` for `queue`; it runs inside `run_until`."""
+        """Register `handler` for `queue`, at most `prefetch` unacknowledged at a time;
+        it runs inside `run_until`."""
 
         def on_message(_ch: Any, method: Any, props: Any, body: bytes) -> None:
-            handler(Delivery(method.delivery_tag, dict(props.headers or {}), body,
-                             method.redelivered))
+            if self._stopping():
+                # Already prefetched but not started: closing the connection hands it
+                # back to the queue. Stopping means nothing new starts.
+                return
+            delivery = Delivery(
+                method.delivery_tag,
+                dict(props.headers or {}),
+                body,
+                method.redelivered,
+                queue,
+            )
+            handler(delivery)
 
         try:
             self.channel.basic_qos(prefetch_count=prefetch)
             self.channel.basic_consume(queue_name(self.namespace, queue), on_message)
-        except pika.exceptions.AMQPError as e:
+        except _LOST as e:
             raise BrokerUnavailable(f"broker: {e!r}") from None
+        self._consumers += 1
 
     def run_until(self, stopping: Callable[[], bool]) -> None:
         """Dispatch deliveries until `stopping()`; the message in hand always finishes."""
+        self._stopping = stopping
         while not stopping():
             self.poll(0.5)
+            # pika drops a consumer the broker cancelled (its queue was deleted or moved)
+            # without a word: without this check the worker would idle forever.
+            if len(self.channel.consumer_tags) < self._consumers:
+                raise BrokerUnavailable("broker cancelled a consumer")
 
     def poll(self, seconds: float) -> None:
         """Serve the connection (heartbeats, deliveries) for up to `seconds`."""
         try:
-            self.connection.process_data_events(time_limit=seconds)
-        except pika.exceptions.AMQPError as e:
+            self._open().process_data_events(time_limit=seconds)
+        except _LOST as e:
+            raise BrokerUnavailable(f"broker: {e!r}") from None
+
+    def keep_alive_during(self, work: Callable[[], T]) -> T:
+        """Run `work` (blocking I/O elsewhere, such as a COPY) in a helper thread while
+        this thread keeps serving the connection, and return its result or raise its error.
+
+        A callback that blocks for about two heartbeat intervals gets its connection
+        closed by the broker (measured on RabbitMQ 3.10: heartbeat 2 s, a 10 s callback,
+        connection reset), which would redeliver a batch that was in fact loaded. pika
+        allows serving I/O from inside a callback; it only refuses to dispatch further
+        deliveries there.
+        """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chute-work") as pool:
+            future = pool.submit(work)
+            while not wait([future], timeout=SERVE_EVERY_SECONDS).done:
+                try:
+                    self._open().process_data_events(time_limit=0)
+                except _LOST as e:
+                    # Leaving the pool waits for the work to finish, so the database
+                    # connection is never shared; its effect is idempotent, and the
+                    # message will be redelivered.
+                    raise BrokerUnavailable(f"broker: {e!r}") from None
+            return future.result()
+
+    def pause(self, seconds: float) -> None:
+        """Wait without starving heartbeats (safe inside a callback)."""
+        try:
+            self._open().sleep(seconds)
+        except _LOST as e:
             raise BrokerUnavailable(f"broker: {e!r}") from None
 
     def ack(self, delivery: Delivery) -> None:
         self._settle(lambda: self.channel.basic_ack(delivery.tag))
 
     def reject(self, delivery: Delivery, requeue: bool) -> None:
-        """requeue=False sends the message to the dead-letter queue."""
+        """requeue=False sends the message to the dead-letter queues."""
         self._settle(lambda: self.channel.basic_nack(delivery.tag, requeue=requeue))
+
+    def retry_later(self, delivery: Delivery) -> None:
+        """Put the message back at the end of its queue with one more failure counted.
+
+        A confirmed copy with `failures` + 1 is published, then the original is acked; a
+        crash in between leaves both, which is harmless because every handler is
+        idempotent. Counting failures ourselves, rather than with x-delivery-count,
+        keeps crashes and outages from using up a message's retries; and the copy
+        waits behind the other messages instead of blocking the queue's head.
+        """
+        headers = {k: v for k, v in delivery.headers.items() if k not in _BROKER_HEADERS}
+        headers[FAILURES_HEADER] = delivery.failures + 1
+        self.publish(delivery.queue, headers, delivery.body)  # each queue's binding key
+        self.ack(delivery)
 
     def _settle(self, settle: Callable[[], None]) -> None:
         try:
             settle()
-        except pika.exceptions.AMQPError as e:
+        except _LOST as e:
             raise BrokerUnavailable(f"broker: {e!r}") from None
+
+    def _open(self) -> pika.BlockingConnection:
+        if self.connection is None:
+            raise BrokerUnavailable("broker: not connected")
+        return self.connection
 
     def close(self) -> None:
         """Close quietly: unacknowledged messages go back to their queue."""
         try:
-            if self.connection.is_open:
+            if self.connection is not None and self.connection.is_open:
                 self.connection.close()
         except Exception:  # noqa: BLE001 - closing a broken connection may fail any way
             pass
@@ -169,6 +302,51 @@ def ping(url: str, timeout: float = 2.0) -> bool:
         return True
     except Exception:  # noqa: BLE001 - any failure means "not ready"
         return False
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message in {ns}.dead, as people need to see it."""
+
+    kind: str | None
+    file_id: str | None
+    reason: str | None  # "rejected" (a handler gave up) or "delivery_limit" (crash loop)
+    queue: str | None  # the queue it died in
+    failures: int
+    headers: dict[str, Any]
+    body: bytes
+
+
+def dead_letters(url: str, namespace: str, limit: int = 100) -> list[DeadLetter]:
+    """Read up to `limit` messages of {ns}.dead without removing them.
+
+    Each is fetched unacknowledged and handed back when the connection closes (the dead
+    queue is a classic queue, which counts no deliveries: reading it is harmless).
+    """
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    found: list[DeadLetter] = []
+    try:
+        ch = conn.channel()
+        while len(found) < limit:
+            method, props, body = ch.basic_get(queue_name(namespace, DEAD), auto_ack=False)
+            if method is None:
+                break
+            headers = dict(props.headers or {})
+            death = (headers.get("x-death") or [{}])[0]
+            found.append(
+                DeadLetter(
+                    kind=headers.get("kind"),
+                    file_id=headers.get("file_id"),
+                    reason=death.get("reason") or headers.get("x-first-death-reason"),
+                    queue=death.get("queue") or headers.get("x-first-death-queue"),
+                    failures=_failures(headers),
+                    headers=headers,
+                    body=body,
+                )
+            )
+    finally:
+        conn.close()
+    return found
 
 
 def delete_namespace(url: str, namespace: str) -> None:

@@ -44,25 +44,49 @@ class FileRecord:
     state: str
     error: str | None
     duplicate_of: str | None
+    size_bytes: int
 
 
 def connect(url: str) -> Connection:
     try:
-        conn = psycopg2.connect(url, connect_timeout=5, application_name="chute")
-    except psycopg2.OperationalError as e:
+        conn = psycopg2.connect(
+            url,
+            connect_timeout=5,
+            application_name="chute",
+            # A server that vanished without closing the socket (a host down, a cable
+            # pulled) is noticed in about 30 s instead of the kernel's two hours.
+            keepalives=1,
+            keepalives_idle=15,
+            keepalives_interval=5,
+            keepalives_count=3,
+        )
+        psycopg2.extras.register_uuid(conn_or_curs=conn)
+    except psycopg2.Error as e:
         raise DatabaseUnavailable(f"database: {str(e).strip()}") from None
-    psycopg2.extras.register_uuid(conn_or_curs=conn)
     return conn
 
 
 @contextmanager
 def transaction(conn: Connection) -> Iterator[Any]:
-    """Commit on a clean exit, roll back on an exception; never leaves a transaction open."""
+    """Commit on a clean exit, roll back on an exception; never leaves a transaction open.
+
+    Losing the server raises DatabaseUnavailable: OperationalError (a restart's
+    AdminShutdown, a refused or reset connection, the server starting up) and
+    InterfaceError (a connection already closed), and any other error that left the
+    connection closed. Callers then reconnect instead of counting a failure against
+    the data.
+    """
     try:
         with conn, conn.cursor() as cur:
             yield cur
     except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
         raise DatabaseUnavailable(f"database: {str(e).strip()}") from None
+    except Exception as e:
+        # Not only psycopg2.Error: a COPY cut off by a server shutdown has been seen to
+        # surface as a SystemError from inside psycopg2.
+        if conn.closed:
+            raise DatabaseUnavailable(f"database: {e!r}") from None
+        raise
 
 
 def ensure_database(url: str) -> None:
@@ -79,6 +103,8 @@ def ensure_database(url: str) -> None:
                     cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
                 except (psycopg2.errors.DuplicateDatabase, psycopg2.errors.UniqueViolation):
                     pass  # another service created it at the same moment
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
+        raise DatabaseUnavailable(f"database: {str(e).strip()}") from None
     finally:
         admin.close()
 
@@ -98,8 +124,10 @@ def apply_schema(conn: Connection, table: str, reader: str) -> None:
 
 # --- the watcher -------------------------------------------------------------------
 
-def register_file(conn: Connection, file_id: str, name: str, path: str, sha256: str,
-                  size: int) -> FileRecord:
+
+def register_file(
+    conn: Connection, file_id: str, name: str, path: str, sha256: str, size: int
+) -> FileRecord:
     """Record an arrival (idempotent: a second call returns the first record)."""
     with transaction(conn) as cur:
         cur.execute(
@@ -115,7 +143,8 @@ def register_file(conn: Connection, file_id: str, name: str, path: str, sha256: 
 def get_file(conn: Connection, file_id: str) -> FileRecord | None:
     with transaction(conn) as cur:
         cur.execute(
-            """SELECT file_id::text, seq, name, path, sha256, state, error, duplicate_of::text
+            """SELECT file_id::text, seq, name, path, sha256, state, error, duplicate_of::text,
+                      size_bytes
                FROM chute.files WHERE file_id = %s""",
             (file_id,),
         )
@@ -129,6 +158,7 @@ def set_path(conn: Connection, file_id: str, path: str) -> None:
 
 
 # --- the transformer ---------------------------------------------------------------
+
 
 def begin_processing(conn: Connection, file_id: str, batch_size: int) -> tuple[str, int]:
     """Claim a file for transforming: ('process', batch size to use), ('duplicate', 0),
@@ -187,13 +217,63 @@ def finish_file(conn: Connection, file_id: str, state: str, error: str | None) -
         )
 
 
+def fail_file(conn: Connection, file_id: str, error: str) -> bool:
+    """Mark an unfinished file `failed` with `error`; True if it was unfinished.
+
+    A file that already has a final state keeps it, and keeps its first error: the
+    dead-letter notice that follows a handler's own verdict must not blur it.
+    """
+    with transaction(conn) as cur:
+        cur.execute(
+            """UPDATE chute.files SET state = 'failed', error = %s, finished_at = now()
+               WHERE file_id = %s AND state IN ('received', 'processing')""",
+            (error, file_id),
+        )
+        return cur.rowcount > 0
+
+
+def reset_for_retry(conn: Connection, file_id: str, path: str) -> FileRecord:
+    """Put a quarantined or failed file back to `received` at `path` (under work/), for
+    `chute retry`; returns its record.
+
+    The ledger and the batch size are kept: the retry cuts the same batches, and those
+    already loaded are neither sent nor loaded again. A file in another state is left
+    as it is (a FileArrived for it is harmless: the transformer sees its state).
+    """
+    with transaction(conn) as cur:
+        cur.execute(
+            """UPDATE chute.files SET state = 'received', path = %s, error = NULL,
+                      rows_loaded = NULL, rows_rejected = NULL, finished_at = NULL,
+                      -- the new FileDone sets these again; until then the file cannot
+                      -- complete (the FileDone is sent only once the bytes are verified)
+                      batches_total = NULL, rows_total = NULL
+               WHERE file_id = %s AND state IN ('quarantined', 'failed')""",
+            (path, file_id),
+        )
+    record = get_file(conn, file_id)
+    if record is None:
+        raise LookupError(f"no file {file_id}")
+    return record
+
+
+def loaded_batches(conn: Connection, file_id: str) -> set[int]:
+    """Batch numbers of a file already in the ledger: a retry need not send them again."""
+    with transaction(conn) as cur:
+        cur.execute("SELECT batch_no FROM chute.batches WHERE file_id = %s", (file_id,))
+        return {row[0] for row in cur.fetchall()}
+
+
 # --- the loader --------------------------------------------------------------------
+
 
 def load_batch(conn: Connection, table: str, batch: RowBatch) -> str | None:
     """Write a batch's rows and rejects and record it in the ledger, in one transaction.
 
-    Returns the file's name when this batch completed it (it is now `loaded`).
     A batch already in the ledger is skipped: redelivery has no second effect.
+    Returns the file's name when the file is `loaded` after this transaction (this
+    batch completed it, or a redelivered batch finds it complete), so the caller moves
+    it to archive/ before acknowledging: a crash between the commit and the move is
+    repaired by the redelivery.
     """
     with transaction(conn) as cur:
         cur.execute(
@@ -202,9 +282,10 @@ def load_batch(conn: Connection, table: str, batch: RowBatch) -> str | None:
             (batch.file_id, batch.batch_no, batch.row_count, batch.reject_count),
         )
         if cur.fetchone() is None:
-            log.info("batch already loaded", extra={"file_id": batch.file_id,
-                                                    "batch_no": batch.batch_no})
-            return None
+            log.info(
+                "batch already loaded", extra={"file_id": batch.file_id, "batch_no": batch.batch_no}
+            )
+            return _name_if_loaded(cur, batch.file_id)
         if batch.rows:
             _copy_rows(cur, table, batch.rows)
         if batch.rejects:
@@ -225,8 +306,9 @@ def _copy_rows(cur: Any, table: str, rows: bytes) -> None:
     except psycopg2.errors.UniqueViolation:
         cur.execute("ROLLBACK TO SAVEPOINT copy_rows")
         cur.execute(
-            sql.SQL("CREATE TEMP TABLE incoming ON COMMIT DROP AS "
-                    "SELECT * FROM public.{} WITH NO DATA").format(sql.Identifier(table))
+            sql.SQL(
+                "CREATE TEMP TABLE incoming ON COMMIT DROP AS SELECT * FROM public.{} WITH NO DATA"
+            ).format(sql.Identifier(table))
         )
         cur.copy_expert("COPY incoming " + ROW_COLUMNS + " FROM STDIN", io.BytesIO(rows))
         cur.execute(
@@ -235,21 +317,40 @@ def _copy_rows(cur: Any, table: str, rows: bytes) -> None:
 
 
 def record_done(conn: Connection, done: FileDone) -> str | None:
-    """Record a file's totals; returns its name if every batch was already in."""
+    """Record a file's totals; returns its name if the file is `loaded` afterwards
+    (every batch was already in), as load_batch does."""
     with transaction(conn) as cur:
         cur.execute(
             """UPDATE chute.files SET batches_total = %s, rows_total = %s
                WHERE file_id = %s AND state = 'processing'""",
             (done.batches, done.rows_total, done.file_id),
         )
+        if cur.rowcount == 0:
+            return _name_if_loaded(cur, done.file_id)
         return _complete_if_ready(cur, done.file_id)
 
 
+def _name_if_loaded(cur: Any, file_id: str) -> str | None:
+    cur.execute(
+        "SELECT name FROM chute.files WHERE file_id = %s AND state = 'loaded'", (file_id,)
+    )
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
 def _complete_if_ready(cur: Any, file_id: str) -> str | None:
-    # The row lock serialises the last batch and FileDone, whichever loader has them,
-    # so exactly one transaction sees the file complete. NO KEY UPDATE, not UPDATE:
-    # the ledger's foreign key holds KEY SHARE locks on this row, and UPDATE would
-    # deadlock with a concurrent batch of the same file.
+    # Exactly one transaction must see the file complete, whichever loaders hold its
+    # last batch and its FileDone. Every caller has already written its own piece (a
+    # ledger row, or batches_total), then takes this row lock: the transactions that
+    # could complete the file run this part one at a time. Under READ COMMITTED (the
+    # default; REPEATABLE READ would break this) the count below takes a fresh snapshot
+    # after the lock is granted, so it sees every piece committed by the holders before
+    # it, plus its own: whichever of them goes last sees them all, and an earlier one
+    # sees at least one piece missing. A piece committed without passing here cannot
+    # exist: record_done's UPDATE takes the same lock, and load_batch always ends here.
+    # NO KEY UPDATE, not UPDATE: the ledger's foreign key takes KEY SHARE on this row,
+    # which NO KEY UPDATE does not conflict with, so two batches of one file never
+    # deadlock; FOR UPDATE would make each wait for the other's KEY SHARE.
     cur.execute(
         """SELECT name, batches_total FROM chute.files
            WHERE file_id = %s AND state = 'processing' FOR NO KEY UPDATE""",
@@ -278,12 +379,14 @@ def _complete_if_ready(cur: Any, file_id: str) -> str | None:
 
 # --- recovery ----------------------------------------------------------------------
 
+
 def files_by_id(conn: Connection, file_ids: list[str]) -> dict[str, FileRecord]:
     if not file_ids:
         return {}
     with transaction(conn) as cur:
         cur.execute(
-            """SELECT file_id::text, seq, name, path, sha256, state, error, duplicate_of::text
+            """SELECT file_id::text, seq, name, path, sha256, state, error, duplicate_of::text,
+                      size_bytes
                FROM chute.files WHERE file_id = ANY(%s::uuid[])""",
             (file_ids,),
         )

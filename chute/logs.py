@@ -42,6 +42,9 @@ def setup(service: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # pika and aiohttp are chatty at INFO about every connection; their warnings still show.
-    for noisy in ("pika", "aiohttp.access", "asyncio"):
+    # aiohttp and asyncio are chatty at INFO; their warnings still show.
+    for noisy in ("aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # pika logs several errors and a traceback for every refused connection; chute.service
+    # already logs one warning per reconnect, with the reason.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)

@@ -86,8 +86,7 @@ def run_with_reconnect(session: Callable[[], None], stop: Stop, once: bool = Fal
             if once:
                 return
         except (BrokerUnavailable, DatabaseUnavailable) as e:
-            log.warning("connection lost, retrying", extra={"error": str(e),
-                                                             "retry_in_s": delay})
+            log.warning("connection lost, retrying", extra={"error": str(e), "retry_in_s": delay})
         except Exception:
             # A bug must not kill the worker: its message goes back to the queue, and the
             # broker's delivery limit dead-letters a message that keeps failing.

@@ -3,17 +3,20 @@
     batch = RowBatch.decode(...)          # undecodable: dead-lettered, never retried
     with one transaction:                 # rows + rejects + ledger row, or nothing
         load_batch(...)
-    ack                                   # only after the commit
+    move the file if it is now loaded     # idempotent
+    ack                                   # only after the commit and the move
 
 A crash between the commit and the ack redelivers the batch; its ledger row makes the
-second delivery a no-op. When the last piece of a file (its final batch or its
-FileDone, in either order) commits, the file becomes `loaded` and moves to archive/.
+second delivery a no-op, and a file it finds loaded is moved again (a no-op if it was).
+When the last piece of a file (its final batch or its FileDone, in either order)
+commits, the file becomes `loaded` and moves to archive/.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 from chute import db
 from chute.broker import Broker, Delivery
@@ -23,7 +26,15 @@ from chute.messages import FileDone, MessageDecodeError, RowBatch, kind_of
 
 log = logging.getLogger(__name__)
 
+# Failures of our own (a row PostgreSQL refuses, a bug) before the file is failed.
+# Crashes and outages are not counted here: see Broker.retry_later.
 MAX_ATTEMPTS = 3
+
+# x-death reasons, in words for the file's error.
+_DEATH_REASONS = {
+    "rejected": "given up after repeated failures",
+    "delivery_limit": "redelivered too many times (its worker kept crashing)",
+}
 
 
 class BatchHandler:
@@ -43,49 +54,93 @@ class BatchHandler:
             return
         started = time.monotonic()
         try:
+            # In a helper thread, so that a slow COPY does not starve the heartbeats.
             if isinstance(message, RowBatch):
-                completed = db.load_batch(self.conn, self.config.table, message)
+                loaded = self.broker.keep_alive_during(
+                    lambda: db.load_batch(self.conn, self.config.table, message))
             else:
-                completed = db.record_done(self.conn, message)
+                loaded = self.broker.keep_alive_during(
+                    lambda: db.record_done(self.conn, message))
         except ConnectionError:
             raise  # database or broker lost: the session restarts, the batch is redelivered
         except Exception as e:  # a bug or a row PostgreSQL refuses: retry, then fail the file
             self._on_error(delivery, message.file_id, e)
             return
-        self.broker.ack(delivery)
         if isinstance(message, RowBatch):
             log.debug("batch loaded", extra={
                 "file_id": message.file_id, "batch_no": message.batch_no,
                 "rows": message.row_count, "rejects": message.reject_count,
                 "duration_ms": round((time.monotonic() - started) * 1000, 1)})
-        if completed is not None:
-            self.folders.to_archive(message.file_id, completed)
-            log.info("file loaded", extra={"file_id": message.file_id, "file_name": completed})
+        if loaded is not None:
+            self._archive(message.file_id, loaded)
+        self.broker.ack(delivery)
 
     def on_dead_letter(self, delivery: Delivery) -> None:
-        """A message the broker gave up on: its file is failed, with the reason."""
-        file_id = delivery.headers.get("file_id")
-        if file_id:
-            deaths = delivery.headers.get("x-death") or [{}]
-            reason = deaths[0].get("reason", "rejected")
-            db.finish_file(self.conn, str(file_id), "failed",
-                           f"a {kind_of(delivery.headers)} message was dead-lettered ({reason})")
-            log.error("file failed: message dead-lettered", extra={"file_id": file_id})
+        """A message the broker gave up on: its file is failed, with the reason.
+
+        The first reason stays: a handler that gave up has already failed the file with
+        its own error. Always acked: {ns}.dead keeps the message for people to read.
+        """
+        file_id = _file_id(delivery.headers.get("file_id"))
+        if file_id is not None:
+            death = (delivery.headers.get("x-death") or [{}])[0]
+            reason = str(death.get("reason", "rejected"))
+            error = (f"a {kind_of(delivery.headers)} message was dead-lettered from "
+                     f"{death.get('queue', 'its queue')}: {_DEATH_REASONS.get(reason, reason)}")
+            try:
+                failed = self.broker.keep_alive_during(
+                    lambda: db.fail_file(self.conn, file_id, error))
+            except ConnectionError:
+                raise
+            except Exception:  # a notice that cannot be recorded must not loop forever
+                log.exception("cannot record a dead-lettered message", extra={
+                    "file_id": file_id})
+            else:
+                log.error("message dead-lettered", extra={
+                    "file_id": file_id, "reason": reason, "file_failed_now": failed})
         self.broker.ack(delivery)
+
+    def _archive(self, file_id: str, name: str) -> None:
+        """Move a loaded file to archive/; a failure here leaves it in work/ for the
+        watcher's recovery, and never undoes the load."""
+        try:
+            moved = self.folders.to_archive(file_id, name)
+        except OSError as e:
+            log.error("cannot archive a loaded file", extra={
+                "file_id": file_id, "file_name": name, "error": repr(e)})
+            return
+        if moved is not None:
+            log.info("file loaded", extra={"file_id": file_id, "file_name": name})
 
     @staticmethod
     def _decode(delivery: Delivery) -> RowBatch | FileDone:
+        message: RowBatch | FileDone
         if kind_of(delivery.headers) == FileDone.KIND:
-            return FileDone.decode(delivery.headers, delivery.body)
-        return RowBatch.decode(delivery.headers, delivery.body)
+            message = FileDone.decode(delivery.headers, delivery.body)
+        else:
+            message = RowBatch.decode(delivery.headers, delivery.body)
+        if _file_id(message.file_id) is None:
+            raise MessageDecodeError(f"file_id is not a uuid: {message.file_id!r}")
+        return message
 
     def _on_error(self, delivery: Delivery, file_id: str, error: Exception) -> None:
-        context = {"file_id": file_id, "deliveries": delivery.delivery_count + 1}
-        if delivery.delivery_count + 1 >= MAX_ATTEMPTS:
-            db.finish_file(self.conn, file_id, "failed", f"load failed: {error!r}")
+        failures = delivery.failures + 1
+        context = {"file_id": file_id, "failures": failures}
+        if failures >= MAX_ATTEMPTS:
+            self.broker.keep_alive_during(
+                lambda: db.fail_file(self.conn, file_id,
+                                     f"load failed {failures} times, last: {error!r}"))
             log.exception("file failed", extra=context)
-            self.broker.reject(delivery, requeue=False)
+            self.broker.reject(delivery, requeue=False)  # kept in {ns}.dead for people
         else:
             log.exception("batch failed, will retry", extra=context)
-            time.sleep(1)
-            self.broker.reject(delivery, requeue=True)
+            self.broker.pause(failures)  # a failure that needs a moment to clear
+            self.broker.retry_later(delivery)
+
+
+def _file_id(value: object) -> str | None:
+    """The file id as text, or None when it is not a uuid (it could match no file)."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return None

@@ -2,38 +2,67 @@
 
 The order of effects: claim the file in the database, publish every batch and the
 FileDone (each confirmed by the broker), and only then acknowledge the event. A crash
-anywhere before the ack redelivers the event; handling it again publishes the same
-batches, which the loader's ledger drops.
+anywhere before the ack redelivers the event; handling it again publishes the batches
+the ledger does not have yet (the same batches: their size is fixed per file), and the
+loader's ledger drops any it already loaded.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
+import os
 import time
 from typing import BinaryIO
 
 from chute import db
-from chute.broker import BATCHES, DELIVERY_LIMIT, Broker, Delivery
+from chute.broker import BATCHES, Broker, Delivery
 from chute.config import Config
 from chute.folders import Folders
-from chute.messages import FileArrived, FileDone, MessageDecodeError
+from chute.messages import FileArrived, FileDone, MessageDecodeError, RowBatch
 from chute.service import Stop
 from chute.transform import FileUnusable, transform
 
 log = logging.getLogger(__name__)
 
+# Failures of our own (a bug, an unreadable file) before the file is marked failed.
+# Crashes and outages are not counted here: see Broker.retry_later.
+MAX_ATTEMPTS = 3
+
 
 class Interrupted(Exception):
     """SIGTERM arrived mid-file: stop now and leave the event unacknowledged.
 
-    The broker hands it to another transformer, which publishes the same batches again;
-    the ledger keeps the ones already loaded from being loaded twice.
+    The broker hands it to another transformer, which publishes the batches that are
+    not loaded yet; the ledger keeps any batch from being loaded twice.
     """
 
 
+class FileChanged(Exception):
+    """The file's bytes are not the ones hashed when it was claimed: its row ids and
+    batches would not match what may already be loaded, so it is failed, not loaded."""
+
+
+class _HashingReader(io.RawIOBase):
+    """Reads the claimed file for the CSV reader and hashes every byte on the way."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__()
+        self.raw = raw
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        count = self.raw.readinto(buffer)  # type: ignore[attr-defined]
+        self.digest.update(memoryview(buffer)[:count])
+        return count
+
+
 class FileHandler:
-    def __init__(self, config: Config, conn: db.Connection, broker: Broker,
-                 stop: Stop) -> None:
+    def __init__(self, config: Config, conn: db.Connection, broker: Broker, stop: Stop) -> None:
         self.config = config
         self.stop = stop
         self.conn = conn
@@ -51,7 +80,12 @@ class FileHandler:
         try:
             self._handle(event)
         except (ConnectionError, Interrupted):
-            raise  # broker or database lost: the session restarts, the event is redelivered
+            raise  # broker or database lost, or stopping: the event is redelivered
+        except FileChanged as e:
+            # Retrying cannot help: the bytes that were claimed are gone.
+            db.fail_file(self.conn, event.file_id, str(e))
+            log.error("file failed: changed after it was claimed", extra={
+                "file_id": event.file_id, "file_name": event.name})
         except Exception as e:  # a bug or an unexpected file: retry a few times, then fail
             self._on_error(delivery, event, e)
             return
@@ -60,52 +94,93 @@ class FileHandler:
     def _handle(self, event: FileArrived) -> None:
         context = {"file_id": event.file_id, "file_name": event.name}
         state, batch_size = db.begin_processing(self.conn, event.file_id, self.config.batch_size)
-        if state == "duplicate":
+        if state in ("duplicate", "loaded"):
+            # Also repairs a move that a crash interrupted (moving is idempotent).
             self.folders.to_archive(event.file_id, event.name)
-            log.info("file is a duplicate", extra=context)
+            log.info("file is a duplicate" if state == "duplicate" else "file already loaded",
+                     extra=context)
+            return
+        if state == "quarantined":
+            record = db.get_file(self.conn, event.file_id)
+            reason = record.error if record and record.error else "quarantined"
+            self.folders.to_quarantine(event.file_id, event.name, reason)
+            log.info("file already quarantined", extra=context)
             return
         if state != "process":
             log.info("file already handled", extra=context | {"state": state})
             return
+        record = db.get_file(self.conn, event.file_id)
+        assert record is not None  # begin_processing found it; files are never deleted
+        already_loaded = db.loaded_batches(self.conn, event.file_id)
         path = self.config.data_dir / event.path
         started = time.monotonic()
         try:
-            with path.open("rb") as stream:
-                done = self._publish_batches(stream, event, batch_size)
+            with path.open("rb") as raw:
+                size = os.fstat(raw.fileno()).st_size
+                if size != record.size_bytes:  # cheap: most changes show in the size
+                    raise FileChanged(f"file changed after it was claimed: {size} bytes, "
+                                      f"{record.size_bytes} when claimed")
+                done = self._publish_batches(raw, event, batch_size, already_loaded)
         except FileUnusable as e:
             db.finish_file(self.conn, event.file_id, "quarantined", str(e))
             self.folders.to_quarantine(event.file_id, event.name, str(e))
             log.warning("file quarantined", extra=context | {"reason": str(e)})
             return
         except FileNotFoundError:
-            db.finish_file(self.conn, event.file_id, "failed", f"file disappeared: {event.path}")
+            db.fail_file(self.conn, event.file_id, f"file disappeared: {event.path}")
             log.error("file disappeared", extra=context)
             return
         log.info("file transformed", extra=context | {
             "rows_total": done.rows_total, "batches": done.batches,
+            "batches_skipped": len(already_loaded),
             "duration_ms": round((time.monotonic() - started) * 1000, 1)})
 
-    def _publish_batches(self, stream: BinaryIO, event: FileArrived, batch_size: int) -> FileDone:
+    def _publish_batches(self, raw: BinaryIO, event: FileArrived, batch_size: int,
+                         already_loaded: set[int]) -> FileDone:
+        """Publish the batches the ledger lacks, then the FileDone.
+
+        The last batch is held back until the whole file has been read and its sha256
+        matches the claim, so a changed file never completes, and a file of one batch
+        (most files) sends nothing at all when it changed.
+        """
+        hashing = _HashingReader(raw)
+        stream = io.BufferedReader(hashing, buffer_size=1 << 16)
+        held: RowBatch | None = None
         for message in transform(stream, event.file_id, event.seq, event.sha256, batch_size):
             if self.stop():
                 raise Interrupted(event.file_id)
+            if isinstance(message, RowBatch):
+                if held is not None:
+                    self._publish_batch(held, already_loaded)
+                held = message
+                continue
+            # The FileDone: the whole file has been parsed.
+            while stream.read(1 << 20):  # the hash must cover the whole file
+                pass
+            if hashing.digest.hexdigest() != event.sha256:
+                raise FileChanged(f"file changed after it was claimed: sha256 "
+                                  f"{hashing.digest.hexdigest()}, {event.sha256} when claimed")
+            if held is not None:
+                self._publish_batch(held, already_loaded)
             self.broker.publish(BATCHES, *message.encode())
-            if isinstance(message, FileDone):
-                return message
+            return message
         raise AssertionError("transform always ends with FileDone")
 
+    def _publish_batch(self, batch: RowBatch, already_loaded: set[int]) -> None:
+        if batch.batch_no in already_loaded:
+            self.broker.poll(0)  # no publish to serve the connection: keep heartbeats going
+        else:
+            self.broker.publish(BATCHES, *batch.encode())
+
     def _on_error(self, delivery: Delivery, event: FileArrived, error: Exception) -> None:
-        context = {"file_id": event.file_id, "file_name": event.name,
-                   "deliveries": delivery.delivery_count + 1}
-        if delivery.delivery_count + 1 >= MAX_ATTEMPTS:
-            db.finish_file(self.conn, event.file_id, "failed", f"transform failed: {error!r}")
+        failures = delivery.failures + 1
+        context = {"file_id": event.file_id, "file_name": event.name, "failures": failures}
+        if failures >= MAX_ATTEMPTS:
+            db.fail_file(self.conn, event.file_id,
+                         f"transform failed {failures} times, last: {error!r}")
             log.exception("file failed", extra=context)
-            self.broker.reject(delivery, requeue=False)
+            self.broker.reject(delivery, requeue=False)  # kept in {ns}.dead for people
         else:
             log.exception("file handling failed, will retry", extra=context)
-            time.sleep(1)  # do not spin on a failure that needs a moment to clear
-            self.broker.reject(delivery, requeue=True)
-
-
-# Our own limit for failures we see, below the broker's limit for crashes we don't.
-MAX_ATTEMPTS = min(3, DELIVERY_LIMIT)
+            self.broker.pause(failures)  # a failure that needs a moment to clear
+            self.broker.retry_later(delivery)
