@@ -28,6 +28,8 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
+from chute import metrics
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -123,6 +125,7 @@ class Broker:
         except (*_LOST, OSError) as e:  # OSError: a DNS failure while connecting
             self.close()  # a half-open connection must not linger until the next session
             raise BrokerUnavailable(f"broker: {e!r}") from None
+        metrics.CONNECTED.labels("broker").set(1)
 
     def _declare(self) -> None:
         ch = self.channel

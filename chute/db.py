@@ -21,6 +21,7 @@ import psycopg2.extras
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection  # noqa: N812 - re-exported type
 
+from chute import metrics
 from chute.messages import FileDone, RowBatch
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ def connect(url: str) -> Connection:
         psycopg2.extras.register_uuid(conn_or_curs=conn)
     except psycopg2.Error as e:
         raise DatabaseUnavailable(f"database: {str(e).strip()}") from None
+    metrics.CONNECTED.labels("database").set(1)
     return conn
 
 
@@ -281,19 +283,28 @@ def load_batch(conn: Connection, table: str, batch: RowBatch) -> str | None:
                VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1""",
             (batch.file_id, batch.batch_no, batch.row_count, batch.reject_count),
         )
-        if cur.fetchone() is None:
-            log.info(
-                "batch already loaded", extra={"file_id": batch.file_id, "batch_no": batch.batch_no}
-            )
-            return _name_if_loaded(cur, batch.file_id)
-        if batch.rows:
-            _copy_rows(cur, table, batch.rows)
-        if batch.rejects:
-            cur.copy_expert(
-                "COPY chute.rejects (file_id, line, reason, raw) FROM STDIN",
-                io.BytesIO(batch.rejects),
-            )
-        return _complete_if_ready(cur, batch.file_id)
+        fresh = cur.fetchone() is not None
+        if fresh:
+            if batch.rows:
+                _copy_rows(cur, table, batch.rows)
+            if batch.rejects:
+                cur.copy_expert(
+                    "COPY chute.rejects (file_id, line, reason, raw) FROM STDIN",
+                    io.BytesIO(batch.rejects),
+                )
+            completed = _complete_if_ready(cur, batch.file_id)
+        else:
+            completed = _name_if_loaded(cur, batch.file_id)
+    # Counted after the commit, so the metrics never count rows that were rolled back.
+    if fresh:
+        metrics.BATCHES.labels("loaded").inc()
+        metrics.ROWS.labels("loaded").inc(batch.row_count)
+        metrics.ROWS.labels("rejected").inc(batch.reject_count)
+    else:
+        metrics.BATCHES.labels("skipped").inc()
+        log.info("batch already loaded",
+                 extra={"file_id": batch.file_id, "batch_no": batch.batch_no})
+    return completed
 
 
 def _copy_rows(cur: Any, table: str, rows: bytes) -> None:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from chute import db, logs
+from chute import db, logs, metrics
 from chute.broker import BrokerUnavailable
 from chute.config import Config, ConfigError
 from chute.db import DatabaseUnavailable
@@ -86,6 +86,8 @@ def run_with_reconnect(session: Callable[[], None], stop: Stop, once: bool = Fal
             if once:
                 return
         except (BrokerUnavailable, DatabaseUnavailable) as e:
+            metrics.CONNECTED.labels(
+                "broker" if isinstance(e, BrokerUnavailable) else "database").set(0)
             log.warning("connection lost, retrying", extra={"error": str(e), "retry_in_s": delay})
         except Exception:
             # A bug must not kill the worker: its message goes back to the queue, and the

@@ -2,7 +2,7 @@
 
 import logging
 
-from chute import db
+from chute import db, metrics
 from chute.broker import BATCHES, DEAD_NOTIFY, Broker
 from chute.service import Stop, load_config, prepare_database, run_with_reconnect
 from loader.handle import BatchHandler
@@ -14,6 +14,7 @@ def main() -> None:
     stop = Stop()
     stop.install()  # first: a SIGTERM during start-up must also stop us cleanly
     config = load_config("loader")
+    metrics.serve(config.metrics_port)
     prepare_database(config, stop)
 
     def session() -> None:

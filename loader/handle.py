@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 
-from chute import db
+from chute import db, metrics, placement
 from chute.broker import Broker, Delivery
 from chute.config import Config
 from chute.folders import Folders
@@ -52,6 +52,8 @@ class BatchHandler:
             log.error("undecodable batch message", extra={"error": str(e)})
             self.broker.reject(delivery, requeue=False)  # it will never decode
             return
+        if delivery.redelivered:
+            metrics.REDELIVERIES.labels("batches").inc()
         started = time.monotonic()
         try:
             # In a helper thread, so that a slow COPY does not starve the heartbeats.
@@ -67,6 +69,7 @@ class BatchHandler:
             self._on_error(delivery, message.file_id, e)
             return
         if isinstance(message, RowBatch):
+            metrics.BATCH_SECONDS.observe(time.monotonic() - started)
             log.debug("batch loaded", extra={
                 "file_id": message.file_id, "batch_no": message.batch_no,
                 "rows": message.row_count, "rejects": message.reject_count,
@@ -96,6 +99,8 @@ class BatchHandler:
                 log.exception("cannot record a dead-lettered message", extra={
                     "file_id": file_id})
             else:
+                if failed:
+                    metrics.FILES.labels("failed").inc()
                 log.error("message dead-lettered", extra={
                     "file_id": file_id, "reason": reason, "file_failed_now": failed})
         self.broker.ack(delivery)
@@ -104,12 +109,16 @@ class BatchHandler:
         """Move a loaded file to archive/; a failure here leaves it in work/ for the
         watcher's recovery, and never undoes the load."""
         try:
-            moved = self.folders.to_archive(file_id, name)
+            moved = self.broker.keep_alive_during(
+                lambda: placement.archive(self.conn, self.folders, file_id, name))
+        except ConnectionError:
+            raise  # the database went away: the batch is redelivered and the move retried
         except OSError as e:
             log.error("cannot archive a loaded file", extra={
                 "file_id": file_id, "file_name": name, "error": repr(e)})
             return
         if moved is not None:
+            metrics.FILES.labels("loaded").inc()
             log.info("file loaded", extra={"file_id": file_id, "file_name": name})
 
     @staticmethod
@@ -130,6 +139,7 @@ class BatchHandler:
             self.broker.keep_alive_during(
                 lambda: db.fail_file(self.conn, file_id,
                                      f"load failed {failures} times, last: {error!r}"))
+            metrics.FILES.labels("failed").inc()
             log.exception("file failed", extra=context)
             self.broker.reject(delivery, requeue=False)  # kept in {ns}.dead for people
         else:

@@ -155,6 +155,10 @@ class Services:
             self.start("transformer")
         for _ in range(loaders):
             self.start("loader")
+        self.wait_for_api()
+
+    def wait_for_api(self) -> None:
+        """The API answers once the database and schema exist (it prepares them first)."""
         wait_until(self._api_up, 30, what="the API to answer /health")
 
     def _api_up(self) -> bool:

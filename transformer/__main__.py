@@ -2,7 +2,7 @@
 
 import logging
 
-from chute import db
+from chute import db, metrics
 from chute.broker import FILES, Broker
 from chute.service import Stop, load_config, prepare_database, run_with_reconnect
 from transformer.handle import FileHandler, Interrupted
@@ -14,6 +14,7 @@ def main() -> None:
     stop = Stop()
     stop.install()  # first: a SIGTERM during start-up must also stop us cleanly
     config = load_config("transformer")
+    metrics.serve(config.metrics_port)
     prepare_database(config, stop)
 
     def session() -> None:

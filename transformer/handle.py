@@ -16,7 +16,7 @@ import os
 import time
 from typing import BinaryIO
 
-from chute import db
+from chute import db, metrics, placement
 from chute.broker import BATCHES, Broker, Delivery
 from chute.config import Config
 from chute.folders import Folders
@@ -77,6 +77,8 @@ class FileHandler:
             log.error("undecodable file event", extra={"error": str(e)})
             self.broker.reject(delivery, requeue=False)  # it will never decode
             return
+        if delivery.redelivered:
+            metrics.REDELIVERIES.labels("files").inc()
         try:
             self._handle(event)
         except (ConnectionError, Interrupted):
@@ -84,6 +86,7 @@ class FileHandler:
         except FileChanged as e:
             # Retrying cannot help: the bytes that were claimed are gone.
             db.fail_file(self.conn, event.file_id, str(e))
+            metrics.FILES.labels("failed").inc()
             log.error("file failed: changed after it was claimed", extra={
                 "file_id": event.file_id, "file_name": event.name})
         except Exception as e:  # a bug or an unexpected file: retry a few times, then fail
@@ -96,14 +99,16 @@ class FileHandler:
         state, batch_size = db.begin_processing(self.conn, event.file_id, self.config.batch_size)
         if state in ("duplicate", "loaded"):
             # Also repairs a move that a crash interrupted (moving is idempotent).
-            self.folders.to_archive(event.file_id, event.name)
+            placement.archive(self.conn, self.folders, event.file_id, event.name)
+            if state == "duplicate":
+                metrics.FILES.labels("duplicate").inc()
             log.info("file is a duplicate" if state == "duplicate" else "file already loaded",
                      extra=context)
             return
         if state == "quarantined":
             record = db.get_file(self.conn, event.file_id)
             reason = record.error if record and record.error else "quarantined"
-            self.folders.to_quarantine(event.file_id, event.name, reason)
+            placement.quarantine(self.conn, self.folders, event.file_id, event.name, reason)
             log.info("file already quarantined", extra=context)
             return
         if state != "process":
@@ -123,13 +128,16 @@ class FileHandler:
                 done = self._publish_batches(raw, event, batch_size, already_loaded)
         except FileUnusable as e:
             db.finish_file(self.conn, event.file_id, "quarantined", str(e))
-            self.folders.to_quarantine(event.file_id, event.name, str(e))
+            placement.quarantine(self.conn, self.folders, event.file_id, event.name, str(e))
+            metrics.FILES.labels("quarantined").inc()
             log.warning("file quarantined", extra=context | {"reason": str(e)})
             return
         except FileNotFoundError:
             db.fail_file(self.conn, event.file_id, f"file disappeared: {event.path}")
+            metrics.FILES.labels("failed").inc()
             log.error("file disappeared", extra=context)
             return
+        metrics.FILE_SECONDS.observe(time.monotonic() - started)
         log.info("file transformed", extra=context | {
             "rows_total": done.rows_total, "batches": done.batches,
             "batches_skipped": len(already_loaded),
@@ -171,6 +179,7 @@ class FileHandler:
             self.broker.poll(0)  # no publish to serve the connection: keep heartbeats going
         else:
             self.broker.publish(BATCHES, *batch.encode())
+            metrics.BATCHES.labels("published").inc()
 
     def _on_error(self, delivery: Delivery, event: FileArrived, error: Exception) -> None:
         failures = delivery.failures + 1
@@ -178,6 +187,7 @@ class FileHandler:
         if failures >= MAX_ATTEMPTS:
             db.fail_file(self.conn, event.file_id,
                          f"transform failed {failures} times, last: {error!r}")
+            metrics.FILES.labels("failed").inc()
             log.exception("file failed", extra=context)
             self.broker.reject(delivery, requeue=False)  # kept in {ns}.dead for people
         else:

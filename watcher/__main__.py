@@ -1,11 +1,13 @@
+from chute import metrics
 from chute.service import Stop, load_config, prepare_database
 from watcher.watch import run
 
 
 def main() -> None:
-    config = load_config("watcher")
     stop = Stop()
-    stop.install()
+    stop.install()  # first: a SIGTERM during start-up must also stop us cleanly
+    config = load_config("watcher")
+    metrics.serve(config.metrics_port)
     prepare_database(config, stop)
     run(config, stop)
 

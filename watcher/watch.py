@@ -15,7 +15,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from chute import db
+from chute import db, metrics, placement
 from chute.broker import FILES, Broker
 from chute.config import Config
 from chute.folders import Claimed, Folders, claim_name
@@ -55,26 +55,28 @@ def run(config: Config, stop: Stop) -> None:
     folders = Folders(config.data_dir)
     folders.ensure()
     paths: queue.Queue[tuple[Path, bool]] = queue.Queue()
+    announced: set[str] = set()  # confirmed in this process: no need to announce again
     observer = Observer()
     observer.schedule(InboxEvents(folders.inbox, paths), str(folders.inbox), recursive=False)
     observer.start()
     try:
-        run_with_reconnect(lambda: _session(config, folders, paths, stop), stop)
+        run_with_reconnect(lambda: _session(config, folders, paths, announced, stop), stop)
     finally:
         observer.stop()
         observer.join(timeout=5)
 
 
 def _session(config: Config, folders: Folders, paths: queue.Queue[tuple[Path, bool]],
-             stop: Stop) -> None:
+             announced: set[str], stop: Stop) -> None:
     conn = db.connect(config.database_url)
     broker = Broker(config.amqp_url, config.namespace)
+    inbox = Inbox(conn, broker, folders, announced)
     try:
-        _recover(conn, broker, folders)
+        inbox.recover()
         next_scan = 0.0
         while not stop():
             if time.monotonic() >= next_scan:
-                _rescan(conn, broker, folders)
+                inbox.rescan()
                 next_scan = time.monotonic() + RESCAN_SECONDS
             try:
                 path, just_created = paths.get(timeout=0.2)
@@ -83,60 +85,74 @@ def _session(config: Config, folders: Folders, paths: queue.Queue[tuple[Path, bo
                 continue
             if path.parent == folders.inbox and is_candidate(path) and path.is_file():
                 if is_finished(path, files_open_now(), just_created):
-                    _take(conn, broker, folders, path)
+                    inbox.take(path)
     finally:
         broker.close()
         conn.close()
 
 
-def _rescan(conn: db.Connection, broker: Broker, folders: Folders) -> None:
-    """Take every finished file in the inbox: those there at start, and any whose
-    events were missed."""
-    open_files = files_open_now()
-    for path in sorted(folders.inbox.iterdir()):
-        if is_candidate(path) and path.is_file() and is_finished(path, open_files):
-            _take(conn, broker, folders, path)
+class Inbox:
+    """Claims and announcements, over one database and one broker connection."""
 
+    def __init__(self, conn: db.Connection, broker: Broker, folders: Folders,
+                 announced: set[str]) -> None:
+        self.conn = conn
+        self.broker = broker
+        self.folders = folders
+        self.announced = announced
 
-def _take(conn: db.Connection, broker: Broker, folders: Folders, path: Path) -> None:
-    try:
-        claimed = folders.claim(path)
-    except OSError as e:
-        # One file we cannot move must not stop the others: it stays in the inbox, is
-        # tried again at the next rescan, and says why each time.
-        log.error("cannot claim file", extra={"file_name": claim_name(path.name),
-                                              "error": repr(e)})
-        return
-    if claimed is not None:
-        _announce(conn, broker, folders, claimed)
+    def rescan(self) -> None:
+        """Take every finished file in the inbox: those there at start, and any whose
+        events were missed."""
+        open_files = files_open_now()
+        for path in sorted(self.folders.inbox.iterdir()):
+            if is_candidate(path) and path.is_file() and is_finished(path, open_files):
+                self.take(path)
 
+    def take(self, path: Path) -> None:
+        try:
+            claimed = self.folders.claim(path)
+        except OSError as e:
+            # One file we cannot move must not stop the others: it stays in the inbox, is
+            # tried again at the next rescan, and says why each time.
+            log.error("cannot claim file", extra={"file_name": claim_name(path.name),
+                                                  "error": repr(e)})
+            return
+        if claimed is not None:
+            self.announce(claimed)
 
-def _announce(conn: db.Connection, broker: Broker, folders: Folders, claimed: Claimed) -> None:
-    """Register a claimed file and publish its FileArrived (both idempotent)."""
-    started = time.monotonic()
-    sha256, size = _digest(claimed.path)
-    record = db.register_file(conn, claimed.file_id, claimed.name,
-                              folders.relative(claimed.path), sha256, size)
-    event = FileArrived(file_id=record.file_id, seq=record.seq, name=record.name,
-                        path=record.path, sha256=record.sha256, size=size)
-    broker.publish(FILES, *event.encode())
-    log.info("file received", extra={"file_id": record.file_id, "file_name": record.name,
-                                     "bytes": size, "sha256": sha256,
-                                     "duration_ms": round((time.monotonic() - started) * 1000, 1)})
+    def announce(self, claimed: Claimed) -> None:
+        """Register a claimed file and publish its FileArrived (both idempotent)."""
+        started = time.monotonic()
+        sha256, size = _digest(claimed.path)
+        record = db.register_file(self.conn, claimed.file_id, claimed.name,
+                                  self.folders.relative(claimed.path), sha256, size)
+        event = FileArrived(file_id=record.file_id, seq=record.seq, name=record.name,
+                            path=record.path, sha256=record.sha256, size=size)
+        self.broker.publish(FILES, *event.encode())
+        self.announced.add(record.file_id)
+        seconds = time.monotonic() - started
+        metrics.FILES_RECEIVED.inc()
+        metrics.FILE_SECONDS.observe(seconds)
+        log.info("file received", extra={"file_id": record.file_id, "file_name": record.name,
+                                         "bytes": size, "sha256": sha256,
+                                         "duration_ms": round(seconds * 1000, 1)})
 
-
-def _recover(conn: db.Connection, broker: Broker, folders: Folders) -> None:
-    """Finish what a watcher that died left: claims never announced, moves not done."""
-    claims = list(folders.claimed())
-    records = db.files_by_id(conn, [c.file_id for c in claims])
-    for claimed in claims:
-        record = records.get(claimed.file_id)
-        if record is None or record.state == "received":
-            _announce(conn, broker, folders, claimed)
-        elif record.state in ("loaded", "duplicate"):
-            folders.to_archive(claimed.file_id, claimed.name)
-        elif record.state == "quarantined":
-            folders.to_quarantine(claimed.file_id, claimed.name, record.error or "")
+    def recover(self) -> None:
+        """Finish what a watcher that died, or lost its connection, left: claims never
+        announced, moves not done. Runs at the start of every session."""
+        claims = list(self.folders.claimed())
+        records = db.files_by_id(self.conn, [c.file_id for c in claims])
+        for claimed in claims:
+            record = records.get(claimed.file_id)
+            if record is None or record.state == "received":
+                if claimed.file_id not in self.announced:
+                    self.announce(claimed)
+            elif record.state in ("loaded", "duplicate"):
+                placement.archive(self.conn, self.folders, claimed.file_id, claimed.name)
+            elif record.state == "quarantined":
+                placement.quarantine(self.conn, self.folders, claimed.file_id, claimed.name,
+                                     record.error or "")
 
 
 def _digest(path: Path) -> tuple[str, int]:

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lambda_world import deployed, make_bucket
 
 from harness import Environment
+from lambda_world import deployed, make_bucket
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from urllib.parse import parse_qsl
 
 import pytest
 import requests
-from lambda_world import TOKEN, FakeContext, deployed, make_bucket, put
 
 from api.app import create_app
 from aws import handlers
@@ -22,6 +21,7 @@ from aws.handlers import on_http_request, on_s3_event
 from chute.config import Config
 from conftest import SAMPLE
 from harness import Environment, Services, wait_until
+from lambda_world import TOKEN, FakeContext, deployed, make_bucket, put
 
 HOST = "abc123xyz.execute-api.eu-west-1.amazonaws.com"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -10,12 +10,12 @@ from urllib.parse import unquote, urlsplit
 
 import boto3
 import pytest
-from lambda_world import REGION, TOKEN, TOKEN_PARAMETER
 
 from aws.config import load_config
 from chute import db
 from chute.config import ConfigError
 from harness import Environment
+from lambda_world import REGION, TOKEN, TOKEN_PARAMETER
 
 pytest_plugins = ["aws_fixtures"]
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import boto3
 import pytest
-from lambda_world import BUCKET, REGION, FakeContext, put
 
 from aws import handlers
 from aws.handlers import on_failed_event, on_s3_event
@@ -21,6 +20,7 @@ from chute.rowids import row_uuid
 from chute.transform import FileUnusable, transform
 from conftest import SAMPLE
 from harness import Environment
+from lambda_world import BUCKET, REGION, FakeContext, put
 
 SAMPLE_SHA = hashlib.sha256(SAMPLE).hexdigest()
 SAMPLE_ROWS = [line.split(",") for line in SAMPLE.decode().splitlines()[1:]]

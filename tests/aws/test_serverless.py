@@ -18,10 +18,10 @@ from typing import Any
 
 import boto3
 import pytest
-from lambda_world import REGION, TOKEN
 
 from aws.config import load_config
 from harness import REPO
+from lambda_world import REGION, TOKEN
 
 pytest_plugins = ["aws_fixtures"]
 

@@ -1,0 +1,241 @@
+"""The `chute` command: ingest files, follow them, see status and rejects, retry.
+
+It talks to a running chute through its API (CHUTE_API_HOST/PORT, or --api) and its
+data folder (CHUTE_DATA_DIR); `retry` also needs the database and broker URLs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import requests
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from chute.config import Config, ConfigError
+
+FINAL = ("loaded", "duplicate", "quarantined", "failed")
+# Piped output is not cut to 80 columns: file ids and reasons must survive `| grep`.
+console = Console(width=None if sys.stdout.isatty() else 240)
+errors = Console(stderr=True)
+
+
+class Api:
+    def __init__(self, base: str, token: str | None) -> None:
+        self.base = base.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def get(self, path: str, **params: Any) -> Any:
+        try:
+            response = requests.get(self.base + path, params=params, headers=self.headers,
+                                    timeout=10)
+        except requests.ConnectionError:
+            fail(f"cannot reach the chute API at {self.base} (is `make up` running?)", 2)
+        if response.status_code == 404:
+            fail(_message(response), 1)
+        if response.status_code != 200:
+            fail(f"the API answered {response.status_code}: {_message(response)}", 2)
+        return response.json()
+
+
+@click.group()
+@click.option("--api", "api_url", envvar="CHUTE_API_URL", default=None,
+              help="API base URL [default: http://CHUTE_API_HOST:CHUTE_API_PORT]")
+@click.pass_context
+def main(ctx: click.Context, api_url: str | None) -> None:
+    """chute: CSV files in a folder -> rows in PostgreSQL, served over HTTP."""
+    try:
+        config = Config.from_env()
+    except ConfigError as e:
+        fail(f"configuration error: {e}", 2)
+    ctx.obj = (config, Api(api_url or f"http://{config.api_host}:{config.api_port}",
+                           config.api_token))
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--follow", is_flag=True, help="Show progress until each file is done.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds to follow.")
+@click.pass_obj
+def ingest(obj: tuple[Config, Api], files: tuple[Path, ...], follow: bool,
+           timeout: float) -> None:
+    """Copy FILES into the inbox safely (write, then rename)."""
+    config, api = obj
+    inbox = config.data_dir / "inbox"
+    if not inbox.is_dir():
+        fail(f"no inbox at {inbox} (set CHUTE_DATA_DIR)", 2)
+    dropped = [(_drop(path, inbox), path) for path in files]
+    if not follow:
+        for sha256, path in dropped:
+            console.print(f"{path.name}: in the inbox (sha256 {sha256[:12]}…)")
+        return
+    outcomes = _follow(api, dropped, timeout)
+    bad = [o for o in outcomes if o["state"] not in ("loaded", "duplicate")]
+    sys.exit(1 if bad else 0)
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--state", type=click.Choice(["received", "processing", *FINAL]))
+@click.pass_obj
+def status(obj: tuple[Config, Api], limit: int, state: str | None) -> None:
+    """List recent files, newest first."""
+    _config, api = obj
+    params: dict[str, Any] = {"limit": limit}
+    if state:
+        params["state"] = state
+    items = api.get("/files", **params)["items"]
+    table = Table("file_id", "name", "state", "loaded", "rejected", "total", "received",
+                  "took", "error")
+    for f in items:
+        table.add_row(f["file_id"], f["name"], _styled(f["state"]), _n(f["rows_loaded"]),
+                      _n(f["rows_rejected"]), _n(f["rows_total"]),
+                      f["received_at"][:19].replace("T", " "), _took(f),
+                      (f["error"] or "")[:60])
+    console.print(table if items else "no files yet")
+
+
+@main.command()
+@click.argument("file_id")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100000))
+@click.pass_obj
+def rejects(obj: tuple[Config, Api], file_id: str, limit: int) -> None:
+    """Print the rejected rows of a file: line, reason, raw text."""
+    _config, api = obj
+    table = Table("line", "reason", "raw")
+    cursor, shown = None, 0
+    while shown < limit:
+        params: dict[str, Any] = {"limit": min(1000, limit - shown)}
+        if cursor:
+            params["cursor"] = cursor
+        page = api.get(f"/files/{file_id}/rejects", **params)
+        for item in page["items"]:
+            table.add_row(str(item["line"]), item["reason"], item["raw"])
+        shown += len(page["items"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    console.print(table if shown else f"{file_id}: no rejected rows")
+
+
+@main.command()
+@click.argument("file_id")
+@click.pass_obj
+def retry(obj: tuple[Config, Api], file_id: str) -> None:
+    """Put a quarantined or failed file back through the pipeline."""
+    from chute.retry import RetryError, retry_file  # needs the database and broker
+
+    config, api = obj
+    api.get(f"/files/{file_id}")  # a clear 404 for an unknown file
+    try:
+        name = retry_file(config, file_id)
+    except RetryError as e:
+        fail(str(e), 1)
+    console.print(f"{name}: sent back through the pipeline ({file_id})")
+
+
+def _drop(path: Path, inbox: Path) -> str:
+    """Write beside the inbox's files under a hidden name, then rename: the watcher only
+    ever sees the finished file."""
+    digest = hashlib.sha256()
+    partial = inbox / f".{path.name}.{os.getpid()}.part"
+    with path.open("rb") as source, partial.open("wb") as target:
+        while chunk := source.read(1 << 20):
+            digest.update(chunk)
+            target.write(chunk)
+        target.flush()
+        os.fsync(target.fileno())
+    os.replace(partial, inbox / path.name)
+    return digest.hexdigest()
+
+
+def _follow(api: Api, dropped: list[tuple[str, Path]], timeout: float) -> list[dict[str, Any]]:
+    outcomes: dict[Path, dict[str, Any]] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.completed:,.0f}/{task.total:,.0f} rows"),
+               TextColumn("{task.fields[state]}"), TimeElapsedColumn())
+    started = time.monotonic()
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks = {path: progress.add_task(path.name, total=_estimate_rows(path), state="waiting")
+                 for _sha, path in dropped}
+        while len(outcomes) < len(dropped):
+            if time.monotonic() - started > timeout:
+                fail(f"gave up after {timeout:.0f} s", 3)
+            for sha256, path in dropped:
+                if path in outcomes:
+                    continue
+                found = _arrival(api, path.name, sha256)
+                if found is None:
+                    continue
+                done = (found["rows_loaded"] or 0) + (found["rows_rejected"] or 0)
+                total = found["rows_total"] if found["rows_total"] is not None else None
+                progress.update(tasks[path], completed=done, state=found["state"],
+                                **({"total": total} if total is not None else {}))
+                if found["state"] in FINAL:
+                    outcomes[path] = found
+            time.sleep(0.1)
+    for _sha, path in dropped:
+        f = outcomes[path]
+        extra = f" ({f['error']})" if f["error"] else ""
+        console.print(f"{path.name}: {f['state']}, {_n(f['rows_loaded'])} rows loaded, "
+                      f"{_n(f['rows_rejected'])} rejected, in {_took(f)}{extra}")
+    return list(outcomes.values())
+
+
+def _arrival(api: Api, name: str, sha256: str) -> dict[str, Any] | None:
+    for item in api.get("/files", name=name, limit=20)["items"]:
+        if item["sha256"] == sha256:
+            return item
+    return None
+
+
+def _estimate_rows(path: Path) -> int:
+    """Physical lines minus the header: the total until the transformer knows it."""
+    lines = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            lines += chunk.count(b"\n")
+    return max(lines, 1)
+
+
+def _took(f: dict[str, Any]) -> str:
+    if not f.get("finished_at"):
+        return "-"
+    seconds = (datetime.fromisoformat(f["finished_at"])
+               - datetime.fromisoformat(f["received_at"])).total_seconds()
+    return f"{seconds:.2f} s"
+
+
+def _n(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _styled(state: str) -> str:
+    colour = {"loaded": "green", "duplicate": "cyan", "quarantined": "yellow",
+              "failed": "red"}.get(state, "white")
+    return f"[{colour}]{state}[/{colour}]"
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        return response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]
+
+
+def fail(message: str, code: int) -> NoReturn:
+    errors.print(f"chute: {message}", markup=False)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

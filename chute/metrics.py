@@ -1,0 +1,34 @@
+"""Prometheus metrics of the workers, served on CHUTE_METRICS_PORT when it is set.
+
+Each process counts what it did itself; Prometheus sums over the processes. The API
+keeps its own registry (api/metrics.py), served on its /metrics route.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+FILES = Counter("chute_files_total", "Files that reached a final state here, by state",
+                ["state"])
+FILES_RECEIVED = Counter("chute_files_received_total", "Files claimed from the inbox")
+ROWS = Counter("chute_rows_total", "Rows handled here, by outcome (loaded or rejected)",
+               ["outcome"])
+BATCHES = Counter("chute_batches_total", "Batch messages handled, by outcome "
+                  "(published, loaded, skipped as already loaded, failed)", ["outcome"])
+REDELIVERIES = Counter("chute_redeliveries_total",
+                       "Messages that arrived again after an earlier delivery", ["queue"])
+BATCH_SECONDS = Histogram("chute_batch_seconds", "Time to load one batch (COPY + commit)",
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+FILE_SECONDS = Histogram("chute_file_seconds",
+                         "Time to handle one file in this service (transform: read, clean "
+                         "and publish; watcher: hash and announce)",
+                         buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+CONNECTED = Gauge("chute_connected", "1 while connected to the peer, else 0", ["peer"])
+
+
+def serve(port: int | None) -> None:
+    """Start the metrics endpoint in a background thread (no-op without a port)."""
+    if port is not None:
+        start_http_server(port)
+    for peer in ("broker", "database"):
+        CONNECTED.labels(peer).set(0)
