@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := docker-compose
+APT_PACKAGES := docker-compose chromium wrk pgloader
 
 .PHONY: install up test lint clean system-packages aws-package
 
@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Debian tools the test suite uses (docker-compose checks the compose file offline).
+# Debian tools the tests and benchmarks use: docker-compose checks the compose file
+# offline, chromium renders the status page, wrk and pgloader are benchmark peers.
 # Installed only when missing, and only where apt-get can run as root.
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -1,6 +1,7 @@
 """The app factory: configuration, the database pool's lifecycle, middlewares, routes.
 
-The tests build the app with the same factory the service runs.
+The tests build the app with the same factory the service runs. A module that serves
+pages adds its RouteTableDef to ROUTE_TABLES (and its operations to api/openapi.py).
 """
 
 from __future__ import annotations
@@ -10,19 +11,40 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import asyncpg
 from aiohttp import web
 
-from api.errors import ApiError, error_response
-from api.queries import Queries
-from api.routes import CONFIG, POOL, QUERIES, routes
+from api import metrics, openapi, status
+from api import routes as views
+from api.errors import CODES, DATABASE_UNAVAILABLE, ApiError, error_response
+from api.queries import Queries, create_reader_pool
 from chute.config import Config
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset({"/health", "/ready"})  # answer without a token: probes need them
+ROUTE_TABLES = (views.routes, metrics.routes, openapi.routes, status.routes)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: count and time every request by route template and status (errors
+    included), and log it: method, path and status, never the query string, which may
+    hold credentials (the old client sends a database password in it).
+
+    Answers below 400 are logged at DEBUG: a JSON line per successful request cut the
+    throughput measurably (bench/api_bench.py), and /metrics counts them anyway.
+    """
+    started = time.perf_counter()
+    response = await handler(request)
+    seconds = time.perf_counter() - started
+    request.app[metrics.METRICS].record(request, response.status, seconds)
+    level = logging.INFO if response.status >= 400 else logging.DEBUG
+    if log.isEnabledFor(level):
+        log.log(level, "request", extra={"method": request.method, "path": request.path,
+                                         "status": response.status,
+                                         "duration_ms": round(seconds * 1000, 2)})
+    return response
 
 
 @web.middleware
@@ -35,10 +57,13 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, "http_error")
-        return error_response(e.status, code, e.reason, headers=_allow(e))
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-            asyncpg.CannotConnectNowError, TimeoutError) as e:
+        allow = e.headers.get("Allow")
+        message = (f"no route {request.path!r}" if e.status == 404
+                   else f"{request.method} is not allowed here; use {allow}" if allow
+                   else e.reason)
+        return error_response(e.status, CODES.get(e.status, "http_error"), message,
+                              headers={"Allow": allow} if allow else None)
+    except DATABASE_UNAVAILABLE as e:
         log.warning("database unavailable", extra={"path": request.path, "error": repr(e)})
         return error_response(503, "unavailable", "the database is not answering; retry soon")
     except Exception:
@@ -48,56 +73,43 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def bearer_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-    token = request.app[CONFIG].api_token
-    if token and request.path not in OPEN_PATHS:
-        given = request.headers.get("Authorization", "")
-        expected = f"Bearer {token}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+    """When CHUTE_API_TOKEN is set, every path but the probes needs it, unknown paths
+    included (a client without the token learns nothing about what exists)."""
+    token = request.app[views.CONFIG].api_token
+    if request.path not in openapi.OPEN_PATHS:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        # The scheme is case-insensitive (RFC 9110); the comparison of the token is
+        # constant-time. surrogateescape: a header with bytes that are not UTF-8 is
+        # simply a wrong token, not an encoding error.
+        valid = scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode("utf-8", "surrogateescape"), token.encode())
+        if not valid:
             return error_response(401, "unauthorized", "a valid bearer token is required",
                                   headers={"WWW-Authenticate": 'Bearer realm="chute"'})
     return await handler(request)
 
 
-@web.middleware
-async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Log method, path and status: never the query string, which may hold credentials."""
-    started = time.monotonic()
-    response = await handler(request)
-    log.info("request", extra={"method": request.method, "path": request.path,
-                               "status": response.status,
-                               "duration_ms": round((time.monotonic() - started) * 1000, 2)})
-    return response
+# aiohttp refuses a request line or header over 8 KiB itself, in plain text, before any
+# middleware runs; at 64 KiB an overlong query reaches the parameter checks and gets the
+# JSON 400 naming the parameter instead.
+HTTP_LIMITS = {"max_line_size": 65536, "max_field_size": 65536}
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[access_log, errors, bearer_token])
-    app[CONFIG] = config
-    app[QUERIES] = Queries(config.table)
+    # Without a token there is nothing to check: no middleware, no cost per request.
+    guard = [bearer_token] if config.api_token else []
+    app = web.Application(middlewares=[observe, errors, *guard], handler_args=HTTP_LIMITS)
+    app[views.CONFIG] = config
+    app[views.QUERIES] = Queries(config.table)
+    app[metrics.METRICS] = metrics.ApiMetrics()
+    openapi.install(app, config)
     app.cleanup_ctx.append(_database_pool)
-    app.add_routes(routes)
+    for table in ROUTE_TABLES:
+        app.add_routes(table)
     return app
 
 
 async def _database_pool(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG]
-    reader = config.reader_role
-
-    async def read_only(conn: asyncpg.Connection) -> None:
-        # Drop to the read-only role for the connection's life. The pool's reset
-        # (RESET ALL) does not undo SET ROLE, and no request can: SQL is bound parameters.
-        await conn.execute(f'SET ROLE "{reader}"')
-
-    # min_size=0: the API starts (and /ready says 503) even while PostgreSQL is down.
-    app[POOL] = await asyncpg.create_pool(
-        config.database_url, min_size=0, max_size=10, init=read_only,
-        server_settings={"default_transaction_read_only": "on",
-                         "application_name": "chute-api"},
-        command_timeout=30,
-    )
+    app[views.POOL] = await create_reader_pool(app[views.CONFIG])
     yield
-    await app[POOL].close()
-
-
-def _allow(e: web.HTTPException) -> dict[str, str] | None:
-    allow = e.headers.get("Allow")
-    return {"Allow": allow} if allow else None
+    await app[views.POOL].close()

@@ -1,5 +1,5 @@
-"""The API's SQL: bound parameters only. The table name is a validated identifier
-(CHUTE_TABLE), quoted once when the queries are built."""
+"""The API's SQL and its connection pool: bound parameters only. The table name is a
+validated identifier (CHUTE_TABLE), quoted once when the queries are built."""
 
 from __future__ import annotations
 
@@ -7,6 +7,28 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+
+from chute.config import Config
+
+PERSON_COLUMNS = "id::text AS id, first_name, last_name, age, location"
+
+# /people filters: each adds one condition with a bound value. Only the given ones go
+# into the SQL, so every combination is its own statement the planner can match to an
+# index; "$1 IS NULL OR location = $1" would hide the index from a generic plan.
+PEOPLE_FILTERS = {
+    "location": "location = ${}",
+    "first_name": "first_name = ${}",
+    "last_name": "last_name = ${}",
+    "min_age": "age >= ${}",
+    "max_age": "age <= ${}",
+}
+
+# Rows are visible to /people only below the first arrival still in progress. Files
+# load concurrently (and a file's batches in any order), so a row can commit behind a
+# position a reader has already paged past; below this line nothing can appear any more,
+# which is what makes a cursor stable while files load. `failed` counts as settled.
+SETTLED_BELOW = """(SELECT coalesce(min(seq), 9223372036854775807) FROM chute.files
+                   WHERE state IN ('received', 'processing'))"""
 
 FILE_COLUMNS = """
     f.file_id::text AS file_id, f.seq, f.name, f.sha256, f.state, f.rows_total,
@@ -24,6 +46,39 @@ FILE_FROM = """
     ) b ON true
 """
 
+FILE_FILTERS = {"name": "f.name = ${}", "state": "f.state = ${}", "before": "f.seq < ${}"}
+
+
+async def create_reader_pool(config: Config) -> asyncpg.Pool:
+    """A pool whose every connection reads as the NOLOGIN reader role, read-only.
+
+    The role is set once per connection, and the read-only default comes with the
+    connection's start-up settings. Neither stops SQL that says RESET ROLE: the guard
+    against that is that no request reaches the SQL text (bound parameters only).
+    """
+    reader = config.reader_role
+
+    async def read_only(conn: asyncpg.Connection) -> None:
+        await conn.execute(f'SET ROLE "{reader}"')  # a validated identifier (config.py)
+
+    async def keep_session(_conn: asyncpg.Connection) -> None:
+        """Skip asyncpg's reset query on release (advisory locks, cursors, LISTEN, RESET
+        ALL): our statements change none of that, and it cost a round trip per request.
+        asyncpg still rolls back an open transaction before calling this."""
+
+    # min_size=0: the API starts (and /ready says 503) even while PostgreSQL is down.
+    # statement_timeout stops a slow query in the server; command_timeout stops waiting
+    # on a server that no longer answers at all.
+    return await asyncpg.create_pool(
+        config.database_url, min_size=0, max_size=10, init=read_only, reset=keep_session,
+        timeout=5, command_timeout=15,
+        server_settings={
+            "default_transaction_read_only": "on",
+            "statement_timeout": "10s",
+            "application_name": "chute-api",
+        },
+    )
+
 
 @dataclass(frozen=True)
 class Queries:
@@ -35,20 +90,50 @@ class Queries:
 
     async def first_chunk(self, conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
         return await conn.fetch(
-            f"""SELECT id::text AS id, first_name, last_name, age, location
-                FROM {self._table} ORDER BY file_seq, line LIMIT $1""",
+            f"SELECT {PERSON_COLUMNS} FROM {self._table} ORDER BY file_seq, line LIMIT $1",
             limit,
         )
 
+    def people_sql(self, filters: dict[str, Any], after: list[int] | None,
+                   limit: int) -> tuple[str, list[Any]]:
+        """The /people statement and its arguments (public so tests can EXPLAIN it).
+
+        Rows come in (file_seq, line) order, the order of the unique index, and the
+        cursor is the last row's (file_seq, line): a keyset, as fast on page 10 000 as
+        on page 1.
+        """
+        args: list[Any] = []
+        where = [f"file_seq < {SETTLED_BELOW}"]
+        for name, condition in PEOPLE_FILTERS.items():
+            if filters.get(name) is not None:
+                args.append(filters[name])
+                where.append(condition.format(len(args)))
+        if after is not None:
+            args.extend(after)
+            where.append(f"(file_seq, line) > (${len(args) - 1}, ${len(args)})")
+        args.append(limit)
+        sql = (f"SELECT {PERSON_COLUMNS}, file_seq, line FROM {self._table}"
+               f" WHERE {' AND '.join(where)} ORDER BY file_seq, line LIMIT ${len(args)}")
+        return sql, args
+
+    async def people(self, conn: asyncpg.Connection, filters: dict[str, Any],
+                     after: list[int] | None, limit: int) -> list[asyncpg.Record]:
+        sql, args = self.people_sql(filters, after, limit)
+        return await conn.fetch(sql, *args)
+
     async def files(self, conn: asyncpg.Connection, name: str | None, state: str | None,
                     before_seq: int | None, limit: int) -> list[asyncpg.Record]:
+        args: list[Any] = []
+        where = ["true"]
+        for key, value in (("name", name), ("state", state), ("before", before_seq)):
+            if value is not None:
+                args.append(value)
+                where.append(FILE_FILTERS[key].format(len(args)))
+        args.append(limit)
         return await conn.fetch(
-            f"""SELECT {FILE_COLUMNS} {FILE_FROM}
-                WHERE ($1::text IS NULL OR f.name = $1)
-                  AND ($2::text IS NULL OR f.state = $2)
-                  AND ($3::bigint IS NULL OR f.seq < $3)
-                ORDER BY f.seq DESC LIMIT $4""",
-            name, state, before_seq, limit,
+            f"SELECT {FILE_COLUMNS} {FILE_FROM} WHERE {' AND '.join(where)}"
+            f" ORDER BY f.seq DESC LIMIT ${len(args)}",
+            *args,
         )
 
     async def file(self, conn: asyncpg.Connection, file_id: Any) -> asyncpg.Record | None:
@@ -58,9 +143,10 @@ class Queries:
 
     async def rejects(self, conn: asyncpg.Connection, file_id: Any, after_line: int | None,
                       limit: int) -> list[asyncpg.Record]:
+        if after_line is None:
+            return await conn.fetch(
+                """SELECT line, reason, raw FROM chute.rejects WHERE file_id = $1
+                   ORDER BY line LIMIT $2""", file_id, limit)
         return await conn.fetch(
-            """SELECT line, reason, raw FROM chute.rejects
-               WHERE file_id = $1 AND ($2::bigint IS NULL OR line > $2)
-               ORDER BY line LIMIT $3""",
-            file_id, after_line, limit,
-        )
+            """SELECT line, reason, raw FROM chute.rejects WHERE file_id = $1 AND line > $2
+               ORDER BY line LIMIT $3""", file_id, after_line, limit)

@@ -1,5 +1,9 @@
 """The views: parse parameters, run one query, shape the JSON. Errors are raised as
-ApiError and answered by the middleware in app.py."""
+ApiError and answered by the middleware in app.py.
+
+Each route's query parameters are declared here (params.Query) and documented from the
+same declarations by api/openapi.py.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import asyncpg
 from aiohttp import web
 
 from api import params
-from api.errors import ApiError, not_found
+from api.errors import DATABASE_UNAVAILABLE, ApiError, not_found
 from api.queries import Queries
 from chute import broker
 from chute.config import Config
@@ -22,6 +26,38 @@ QUERIES = web.AppKey("queries", Queries)
 STATES = ("received", "processing", "loaded", "duplicate", "quarantined", "failed")
 MAX_LIMIT = 1000
 
+
+def _limit(default: int) -> params.Integer:
+    return params.Integer("limit", "Items per page.", 1, MAX_LIMIT, default)
+
+
+def _exact(name: str, what: str) -> params.Text:
+    return params.Text(name, f"Only people whose {what} is exactly this (case-sensitive).")
+
+
+FIRST_CHUNK = params.Query(
+    params.Integer("num_records", "How many rows, from the first.", 1, MAX_LIMIT, 10),
+    params.Text("table_name", "The old client's table name: the served table or left out; "
+                              "any other table is a 404."),
+    ignored=("db_name", "user", "password"),
+)
+PEOPLE_CURSOR = params.Cursor("people", 2)
+PEOPLE = params.Query(
+    _limit(100), PEOPLE_CURSOR,
+    _exact("location", "location"), _exact("first_name", "first name"),
+    _exact("last_name", "last name"),
+    params.Integer("min_age", "Only people at least this old.", 0, 150),
+    params.Integer("max_age", "Only people at most this old.", 0, 150),
+)
+FILES_CURSOR = params.Cursor("files", 1)
+FILES = params.Query(
+    _limit(100), FILES_CURSOR,
+    params.Text("name", "Only arrivals of the file with exactly this name.", max_length=1000),
+    params.Choice("state", "Only arrivals in this state.", STATES),
+)
+REJECTS_CURSOR = params.Cursor("rejects", 1)
+REJECTS = params.Query(_limit(100), REJECTS_CURSOR)
+
 routes = web.RouteTableDef()
 
 
@@ -29,57 +65,73 @@ routes = web.RouteTableDef()
 async def first_chunk(request: web.Request) -> web.Response:
     """The old client's route. Its db_name, user and password are accepted and ignored:
     the API never connects with credentials from a request (nor logs them)."""
-    limit = params.integer(request, "num_records", 10, 1, MAX_LIMIT)
-    table = request.query.get("table_name")
-    if table is not None and table != request.app[CONFIG].table:
-        raise not_found(f"no table {params._show(table)}; this API serves "
-                        f"{request.app[CONFIG].table!r}")
+    query = FIRST_CHUNK.parse(request)
+    served = request.app[CONFIG].table
+    # PostgreSQL folds unquoted names to lower case, so the old client's "People" was ours.
+    if query["table_name"] is not None and query["table_name"].lower() != served:
+        raise not_found(f"no table {params.show(query['table_name'])}; "
+                        f"this API serves {served!r}")
     async with request.app[POOL].acquire() as conn:
-        rows = await request.app[QUERIES].first_chunk(conn, limit)
+        rows = await request.app[QUERIES].first_chunk(conn, query["num_records"])
     return web.json_response([dict(row) for row in rows])
+
+
+@routes.get("/people")
+async def people(request: web.Request) -> web.Response:
+    """People in arrival order, filtered; min_age above max_age simply matches nobody
+    (the document cannot state a rule between two parameters, so it is not an error)."""
+    query = PEOPLE.parse(request)
+    limit = query["limit"]
+    async with request.app[POOL].acquire() as conn:
+        rows = await request.app[QUERIES].people(conn, query, query["cursor"], limit + 1)
+    items = [_person(row) for row in rows[:limit]]
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = PEOPLE_CURSOR.encode([last["file_seq"], last["line"]]) if last else None
+    return web.json_response({"items": items, "next_cursor": next_cursor})
 
 
 @routes.get("/files")
 async def list_files(request: web.Request) -> web.Response:
-    limit = params.integer(request, "limit", 100, 1, MAX_LIMIT)
-    name = params.text(request, "name")
-    state = params.choice(request, "state", STATES)
-    cursor = params.cursor(request, 1)
+    query = FILES.parse(request)
+    limit = query["limit"]
+    before = query["cursor"][0] if query["cursor"] else None
     async with request.app[POOL].acquire() as conn:
-        rows = await request.app[QUERIES].files(conn, name, state, cursor and cursor[0],
+        rows = await request.app[QUERIES].files(conn, query["name"], query["state"], before,
                                                 limit + 1)
-    items = [_file_json(row) for row in rows[:limit]]
-    next_cursor = params.encode_cursor([rows[limit - 1]["seq"]]) if len(rows) > limit else None
+    items = [_file(row) for row in rows[:limit]]
+    next_cursor = FILES_CURSOR.encode([rows[limit - 1]["seq"]]) if len(rows) > limit else None
     return web.json_response({"items": items, "next_cursor": next_cursor})
 
 
 @routes.get("/files/{file_id}")
 async def get_file(request: web.Request) -> web.Response:
+    params.Query().parse(request)
     file_id = params.file_id(request)
     async with request.app[POOL].acquire() as conn:
         row = await request.app[QUERIES].file(conn, file_id)
     if row is None:
         raise not_found(f"no file {file_id}")
-    return web.json_response(_file_json(row))
+    return web.json_response(_file(row))
 
 
 @routes.get("/files/{file_id}/rejects")
 async def file_rejects(request: web.Request) -> web.Response:
+    query = REJECTS.parse(request)
     file_id = params.file_id(request)
-    limit = params.integer(request, "limit", 100, 1, MAX_LIMIT)
-    cursor = params.cursor(request, 1)
+    limit = query["limit"]
+    after = query["cursor"][0] if query["cursor"] else None
     async with request.app[POOL].acquire() as conn:
         if await request.app[QUERIES].file(conn, file_id) is None:
             raise not_found(f"no file {file_id}")
-        rows = await request.app[QUERIES].rejects(conn, file_id, cursor and cursor[0],
-                                                  limit + 1)
+        rows = await request.app[QUERIES].rejects(conn, file_id, after, limit + 1)
     items = [dict(row) for row in rows[:limit]]
-    next_cursor = params.encode_cursor([rows[limit - 1]["line"]]) if len(rows) > limit else None
+    next_cursor = REJECTS_CURSOR.encode([rows[limit - 1]["line"]]) if len(rows) > limit else None
     return web.json_response({"items": items, "next_cursor": next_cursor})
 
 
 @routes.get("/health")
 async def health(_request: web.Request) -> web.Response:
+    """The process is up; says nothing about the database or the broker (see /ready)."""
     return web.json_response({"status": "ok"})
 
 
@@ -91,7 +143,7 @@ async def ready(request: web.Request) -> web.Response:
     try:
         async with request.app[POOL].acquire(timeout=3) as conn:
             await conn.fetchval("SELECT 1", timeout=3)
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+    except (*DATABASE_UNAVAILABLE, asyncpg.PostgresError) as e:
         problems.append(f"database: {type(e).__name__}")
     loop = asyncio.get_running_loop()
     if not await loop.run_in_executor(None, broker.ping, config.amqp_url):
@@ -101,7 +153,11 @@ async def ready(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready", "database": "ok", "broker": "ok"})
 
 
-def _file_json(row: Any) -> dict[str, Any]:
+def _person(row: asyncpg.Record) -> dict[str, Any]:
+    return {key: row[key] for key in ("id", "first_name", "last_name", "age", "location")}
+
+
+def _file(row: asyncpg.Record) -> dict[str, Any]:
     item = dict(row)
     item.pop("seq", None)
     for key in ("received_at", "finished_at"):

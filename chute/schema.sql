@@ -71,6 +71,27 @@ BEGIN
     END IF;
 END
 $$;
+-- The schema's owner may need to be a member to SET ROLE to it: a login that is not a
+-- superuser (RDS's master user) must be, and so must any on PostgreSQL 16 and later.
+GRANT {reader} TO CURRENT_USER;
 GRANT USAGE ON SCHEMA chute TO {reader};
 GRANT SELECT ON ALL TABLES IN SCHEMA chute TO {reader};
 GRANT SELECT ON public.{table} TO {reader};
+
+-- The API's /people filters: each exact-match filter has an index that also gives the
+-- keyset order (file_seq, line), so a filtered page is a short index range at any depth.
+-- (Named with the table's name, which only a DO block can build from {table}.)
+-- age has none: a range over 151 values is served well enough by the (file_seq, line)
+-- scan, and each index here costs the loader dearly (see the API's README section).
+DO $$
+DECLARE
+    loaded regclass := 'public.{table}'::regclass;
+    base text := (SELECT relname FROM pg_class WHERE oid = loaded);
+    col text;
+BEGIN
+    FOREACH col IN ARRAY ARRAY['location', 'first_name', 'last_name'] LOOP
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s (%I, file_seq, line)',
+                       base || '_' || col || '_file_line', loaded, col);
+    END LOOP;
+END
+$$;

@@ -1,0 +1,212 @@
+"""The OpenAPI 3 document of every route, built from the same parameter declarations the
+views validate with (api/routes.py), and served at /openapi.json and, as HTML, /docs.
+
+The document describes the server that serves it: when CHUTE_API_TOKEN is set, every
+operation but /health and /ready requires the bearer token; when it is not, no operation
+does (the scheme stays declared, and the description says so).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from api import docs, params
+from api import routes as views
+from chute.config import Config
+
+DOCUMENT = web.AppKey("openapi", bytes)
+DOCS_PAGE = web.AppKey("docs_page", str)
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": list(properties), "properties": properties,
+            "additionalProperties": False}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+def _page(item: str) -> dict[str, Any]:
+    return _obj({"items": {"type": "array", "items": _ref(item)},
+                 "next_cursor": _nullable({"type": "string"})})
+
+
+COUNT = {"type": "integer", "minimum": 0}
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj({"error": _obj({"code": {"type": "string"}, "message": {"type": "string"}})}),
+    "Person": _obj({
+        "id": {"type": "string", "format": "uuid"},
+        "first_name": {"type": "string"},
+        "last_name": _nullable({"type": "string"}),
+        "age": {"type": "integer", "minimum": 0, "maximum": 150},
+        "location": {"type": "string"},
+    }),
+    "PeoplePage": _page("Person"),
+    "File": _obj({
+        "file_id": {"type": "string", "format": "uuid"},
+        "name": {"type": "string"},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "state": {"type": "string", "enum": list(views.STATES)},
+        "rows_total": _nullable(COUNT),
+        "rows_loaded": _nullable(COUNT),
+        "rows_rejected": _nullable(COUNT),
+        "error": _nullable({"type": "string"}),
+        "received_at": {"type": "string", "format": "date-time"},
+        "finished_at": _nullable({"type": "string", "format": "date-time"}),
+    }),
+    "FilesPage": _page("File"),
+    "Reject": _obj({"line": {"type": "integer", "minimum": 1}, "reason": {"type": "string"},
+                    "raw": {"type": "string"}}),
+    "RejectsPage": _page("Reject"),
+    "Health": _obj({"status": {"type": "string", "enum": ["ok"]}}),
+    "Ready": _obj({"status": {"type": "string", "enum": ["ready"]},
+                   "database": {"type": "string"}, "broker": {"type": "string"}}),
+}
+
+ERRORS = {
+    "400": "A parameter breaks its rules: wrong type, out of range, unknown, repeated, "
+           "or a cursor this listing did not give out. The message names it.",
+    "401": "CHUTE_API_TOKEN is set and the request has no `Authorization: Bearer <token>` "
+           "with it.",
+    "404": "No such file, path or table.",
+    "503": "The database (or for /ready, the broker) is not answering; retry later.",
+}
+
+
+def _answer(description: str, media: str = JSON, schema: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": schema or {}}}}
+
+
+def _operation(op_id: str, summary: str, description: str, ok: dict[str, Any],
+               errors: tuple[str, ...], query: params.Query | None = None,
+               path_params: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+    parameters = [*path_params]
+    for param in query.params if query else ():
+        parameters.append({"name": param.name, "in": "query", "required": False,
+                           "description": param.description, "schema": param.schema()})
+    for name in query.ignored if query else ():
+        parameters.append({"name": name, "in": "query", "required": False,
+                           "description": "Accepted for the old client and ignored "
+                                          "(never used, never logged).",
+                           "schema": {"type": "string"}})
+    responses = {"200": ok}
+    for status in errors:
+        responses[status] = _answer(ERRORS[status], schema=_ref("Error"))
+    return {"operationId": op_id, "summary": summary, "description": description,
+            "parameters": parameters, "responses": responses}
+
+
+FILE_ID = {"name": "file_id", "in": "path", "required": True,
+           "description": "The arrival's id (`file_id` in /files).",
+           "schema": {"type": "string", "format": "uuid"}}
+READ = ("400", "401", "503")
+
+
+def _paths() -> dict[str, dict[str, Any]]:
+    return {
+        "/read/first-chunk": {"get": _operation(
+            "firstChunk", "The first rows, for the old client",
+            "The first `num_records` rows in arrival order (file, then line), whatever "
+            "state their file is in.",
+            _answer("The rows.", schema={"type": "array", "items": _ref("Person")}),
+            ("400", "401", "404", "503"), views.FIRST_CHUNK)},
+        "/people": {"get": _operation(
+            "listPeople", "Loaded people, filtered, page by page",
+            "Rows in arrival order (file, then line). Text filters match the whole stored "
+            "value exactly, case-sensitive (stored values are trimmed, inner spaces "
+            "collapsed). Rows appear once their file and every earlier arrival have "
+            "settled (no longer `received` or `processing`), so following `next_cursor` "
+            "never skips nor repeats a row while files load. `next_cursor` is null on "
+            "the last page.",
+            _answer("One page of people.", schema=_ref("PeoplePage")), READ, views.PEOPLE)},
+        "/files": {"get": _operation(
+            "listFiles", "Arrivals of files, newest first",
+            "Every arrival of a file and its outcome. Counts of a file still `processing` "
+            "are the batches loaded so far.",
+            _answer("One page of arrivals.", schema=_ref("FilesPage")), READ, views.FILES)},
+        "/files/{file_id}": {"get": _operation(
+            "getFile", "One arrival", "One arrival of a file and its outcome.",
+            _answer("The arrival.", schema=_ref("File")), ("400", "401", "404", "503"),
+            path_params=(FILE_ID,))},
+        "/files/{file_id}/rejects": {"get": _operation(
+            "listRejects", "An arrival's rejected rows",
+            "Rows that broke a cleaning rule, by line: the reason and the raw text.",
+            _answer("One page of rejected rows.", schema=_ref("RejectsPage")),
+            ("400", "401", "404", "503"), views.REJECTS, path_params=(FILE_ID,))},
+        "/health": {"get": _operation(
+            "health", "Liveness", "200 while the process runs. Needs no token.",
+            _answer("Alive.", schema=_ref("Health")), ())},
+        "/ready": {"get": _operation(
+            "ready", "Readiness", "200 when the database and the broker answer, else 503 "
+            "naming which does not. Needs no token.",
+            _answer("Ready.", schema=_ref("Ready")), ("503",))},
+        "/metrics": {"get": _operation(
+            "metrics", "Prometheus metrics", "Requests by route template and status, "
+            "latency histogram, process figures; Prometheus text format.",
+            _answer("The metrics.", "text/plain", {"type": "string"}), ("401",))},
+        "/openapi.json": {"get": _operation(
+            "openapi", "This document", "The OpenAPI 3 document of every route.",
+            _answer("The document.", schema={"type": "object"}), ("401",))},
+        "/": {"get": _operation(
+            "statusPage", "The status page", "Recent files with their state, counts, a "
+            "progress bar for files being loaded and a link to their rejects; plain HTML "
+            "that refreshes itself every 2 s.",
+            _answer("The page.", "text/html", {"type": "string"}), ("401", "503"))},
+        "/docs": {"get": _operation(
+            "docs", "This document as a web page", "The document rendered as plain HTML.",
+            _answer("The page.", "text/html", {"type": "string"}), ("401",))},
+    }
+
+
+OPEN_PATHS = frozenset({"/health", "/ready"})  # answer without a token: probes need them
+
+
+def build(config: Config) -> dict[str, Any]:
+    required = [{"bearer": []}] if config.api_token else []
+    paths = _paths()
+    for path, operations in paths.items():
+        for operation in operations.values():
+            operation["security"] = [] if path in OPEN_PATHS else required
+    auth = ("Every route but /health and /ready needs `Authorization: Bearer <token>`."
+            if config.api_token else "This server has no CHUTE_API_TOKEN: no route needs "
+            "a token. With one set, every route but /health and /ready needs it.")
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "chute", "version": "0.1.0",
+                 "description": "Rows loaded from CSV files, and what happened to each file. "
+                                "Every answer is JSON; errors are "
+                                '`{"error": {"code", "message"}}`. ' + auth},
+        "paths": paths,
+        "components": {"schemas": SCHEMAS,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+def install(app: web.Application, config: Config) -> None:
+    """Build the document and its page once: they change only with the configuration."""
+    document = build(config)
+    app[DOCUMENT] = json.dumps(document, indent=1).encode()
+    app[DOCS_PAGE] = docs.render(document)
+
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/openapi.json")
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[DOCUMENT], content_type=JSON)
+
+
+@routes.get("/docs")
+async def docs_page(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[DOCS_PAGE], content_type="text/html")

@@ -1,0 +1,98 @@
+"""GET /: the status page, plain server-rendered HTML that refreshes itself.
+
+Recent files with their state and counts, a progress bar for files being loaded, and
+a link to each file's rejects. No scripts, no build step, no assets from elsewhere.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from html import escape
+from typing import Any
+
+from aiohttp import web
+
+from api.routes import POOL, QUERIES
+
+REFRESH_SECONDS = 2
+RECENT = 50
+
+routes = web.RouteTableDef()
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="{refresh}">
+<title>chute: status</title>
+<style>
+ body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }}
+ h1 {{ font-size: 1.4em; margin: 0 0 .2em; }} p.sub {{ color: #666; margin: 0 0 1.2em; }}
+ .totals span {{ display: inline-block; margin-right: 1.5em; }}
+ table {{ border-collapse: collapse; width: 100%; margin-top: 1em; }}
+ th, td {{ text-align: left; padding: .35em .6em; border-bottom: 1px solid #e4e4e4; }}
+ th {{ background: #f6f6f6; font-weight: 600; }} td.n {{ text-align: right; }}
+ .state {{ padding: .1em .5em; border-radius: .8em; font-size: .9em; }}
+ .loaded {{ background: #dcf5dc; }} .duplicate {{ background: #dcecf5; }}
+ .quarantined {{ background: #fbefc8; }} .failed {{ background: #f8d4d4; }}
+ .received, .processing {{ background: #ececec; }}
+ progress {{ width: 10em; }} .error {{ color: #a33; font-size: .9em; }}
+</style></head>
+<body>
+<h1>chute</h1>
+<p class="sub">Files dropped into the inbox, newest first. This page refreshes every
+{refresh} s. Updated {now}.</p>
+<p class="totals">{totals}</p>
+<table>
+<thead><tr><th>File</th><th>State</th><th>Progress</th><th>Loaded</th><th>Rejected</th>
+<th>Rows</th><th>Received</th><th>Took</th><th>Rejects</th></tr></thead>
+<tbody>
+{rows}
+</tbody></table>
+</body></html>
+"""
+
+
+@routes.get("/")
+async def status_page(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        files = await request.app[QUERIES].files(conn, None, None, None, RECENT)
+    counts: dict[str, int] = {}
+    for f in files:
+        counts[f["state"]] = counts.get(f["state"], 0) + 1
+    totals = " ".join(f'<span><span class="state {s}">{s}</span> {n}</span>'
+                      for s, n in sorted(counts.items())) or "No files yet: drop a CSV file " \
+        "into the inbox."
+    body = PAGE.format(refresh=REFRESH_SECONDS, now=_time(datetime.now().astimezone()),
+                       totals=totals, rows="\n".join(_row(f) for f in files))
+    return web.Response(text=body, content_type="text/html")
+
+
+def _row(f: Any) -> str:
+    loaded, rejected, total = f["rows_loaded"], f["rows_rejected"], f["rows_total"]
+    done = (loaded or 0) + (rejected or 0)
+    if f["state"] in ("received", "processing"):
+        # The total is known once the transformer has read the whole file.
+        bar = (f'<progress value="{done}" max="{total}"></progress>' if total
+               else f"<progress></progress> {done:,} rows so far")
+    else:
+        bar = ""
+    took = ""
+    if f["finished_at"]:
+        took = f"{(f['finished_at'] - f['received_at']).total_seconds():.2f} s"
+    rejects = (f'<a href="/files/{f["file_id"]}/rejects">{rejected:,} rejected</a>'
+               if rejected else "")
+    error = f'<div class="error">{escape(f["error"])}</div>' if f["error"] else ""
+    return (
+        f"<tr><td>{escape(f['name'])}{error}</td>"
+        f'<td><span class="state {f["state"]}">{f["state"]}</span></td><td>{bar}</td>'
+        f'<td class="n">{_n(loaded)}</td><td class="n">{_n(rejected)}</td>'
+        f'<td class="n">{_n(total)}</td><td>{_time(f["received_at"])}</td>'
+        f"<td>{took}</td><td>{rejects}</td></tr>"
+    )
+
+
+def _n(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+def _time(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S %Z")
