@@ -21,8 +21,11 @@ def chute(environment: Environment, *args: str, timeout: float = 60) -> subproce
     )
 
 
-def test_ingest_follow_shows_progress_then_a_summary(environment: Environment,
-                                                      stack: Services) -> None:
+def test_ingest_follow_against_make_up_shows_progress_then_a_summary(
+        environment: Environment, services: Services) -> None:
+    services.start("chute.stack")  # what `make up` runs after installing
+    services.wait_for_api()
+
     result = chute(environment, "ingest", str(REPO / "data" / "sample.csv"), "--follow")
 
     assert result.returncode == 0, result.stderr
