@@ -82,10 +82,5 @@ def cold_start(service: str) -> Config:
     """
     config = load_config()
     logs.setup(service, config.log_level)
-    db.ensure_database(config.database_url)
-    conn = db.connect(config.database_url)
-    try:
-        db.apply_schema(conn, config.table, config.reader_role)
-    finally:
-        conn.close()
+    db.prepare(config.database_url, config.table, config.reader_role)
     return config

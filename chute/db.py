@@ -111,6 +111,17 @@ def ensure_database(url: str) -> None:
         admin.close()
 
 
+def prepare(url: str, table: str, reader: str) -> None:
+    """Create the database if missing and apply the schema: what every service does
+    before anything else, so that nobody runs SQL by hand."""
+    ensure_database(url)
+    conn = connect(url)
+    try:
+        apply_schema(conn, table, reader)
+    finally:
+        conn.close()
+
+
 def apply_schema(conn: Connection, table: str, reader: str) -> None:
     text = package_files("chute").joinpath("schema.sql").read_text()
     statement = sql.SQL(text).format(

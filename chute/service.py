@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from chute import db, logs, metrics
-from chute.broker import BrokerUnavailable
+from chute.broker import Broker, BrokerUnavailable
 from chute.config import Config, ConfigError
 from chute.db import DatabaseUnavailable
 
@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 
 MAX_DELAY = 30.0
 HEALTHY_SESSION = 30.0  # a session that ran this long resets the delay
+
+
+class Interrupted(Exception):
+    """SIGTERM arrived in the middle of a long message: stop now, leave it unacknowledged.
+
+    The broker hands it to another worker; every handler is idempotent, so the work
+    already done is not done twice in effect.
+    """
 
 
 class Stop:
@@ -62,15 +70,9 @@ def load_config(service: str) -> Config:
 def prepare_database(config: Config, stop: Stop) -> None:
     """Create the database and schema if missing; waits for PostgreSQL to come up."""
 
-    def session() -> None:
-        db.ensure_database(config.database_url)
-        conn = db.connect(config.database_url)
-        try:
-            db.apply_schema(conn, config.table, config.reader_role)
-        finally:
-            conn.close()
-
-    run_with_reconnect(session, stop, once=True)
+    run_with_reconnect(
+        lambda: db.prepare(config.database_url, config.table, config.reader_role), stop,
+        once=True)
 
 
 def run_with_reconnect(session: Callable[[], None], stop: Stop, once: bool = False) -> None:
@@ -97,3 +99,37 @@ def run_with_reconnect(session: Callable[[], None], stop: Stop, once: bool = Fal
             delay = 1.0
         stop.wait(delay)
         delay = min(delay + 1.0, MAX_DELAY)
+
+
+def start(service: str) -> tuple[Config, Stop]:
+    """What every worker does first: signals, configuration, metrics, the schema."""
+    stop = Stop()
+    stop.install()  # first: a SIGTERM during start-up must also stop us cleanly
+    config = load_config(service)
+    metrics.serve(config.metrics_port)
+    prepare_database(config, stop)
+    return config, stop
+
+
+def run_consumer(config: Config, stop: Stop,
+                 subscribe: Callable[[db.Connection, Broker], None]) -> None:
+    """Connect, let `subscribe` register its consumers, and serve them until `stop`,
+    reconnecting after any outage."""
+
+    def session() -> None:
+        # The database first: while it is down, no message is taken from the broker
+        # (taking and returning one would count as a delivery).
+        conn = db.connect(config.database_url)
+        try:
+            broker = Broker(config.amqp_url, config.namespace)
+            try:
+                subscribe(conn, broker)
+                broker.run_until(stop)
+            except Interrupted:
+                pass  # closing the connection below hands the message back to its queue
+            finally:
+                broker.close()  # unacknowledged messages go back to their queue
+        finally:
+            conn.close()
+
+    run_with_reconnect(session, stop)

@@ -21,7 +21,7 @@ from chute.broker import BATCHES, Broker, Delivery
 from chute.config import Config
 from chute.folders import Folders
 from chute.messages import FileArrived, FileDone, MessageDecodeError, RowBatch
-from chute.service import Stop
+from chute.service import Interrupted, Stop
 from chute.transform import FileUnusable, transform
 
 log = logging.getLogger(__name__)
@@ -29,14 +29,6 @@ log = logging.getLogger(__name__)
 # Failures of our own (a bug, an unreadable file) before the file is marked failed.
 # Crashes and outages are not counted here: see Broker.retry_later.
 MAX_ATTEMPTS = 3
-
-
-class Interrupted(Exception):
-    """SIGTERM arrived mid-file: stop now and leave the event unacknowledged.
-
-    The broker hands it to another transformer, which publishes the batches that are
-    not loaded yet; the ledger keeps any batch from being loaded twice.
-    """
 
 
 class FileChanged(Exception):
