@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PACKAGES := docker-compose chromium wrk pgloader
 
-.PHONY: install up test lint clean system-packages aws-package
+.PHONY: install up test lint bench clean system-packages aws-package
 
 install: $(STAMP) system-packages
 
@@ -41,6 +41,10 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# The pipeline benchmark (about 12 minutes here): prints a table, writes bench/results/latest.json.
+bench: install
+	$(BIN)/python -m bench.run --sizes 1000000,5000000
 
 # build/chute-lambda.zip: chute and its dependencies for AWS Lambda (Linux x86_64).
 aws-package: install

@@ -1,0 +1,137 @@
+"""`make bench`: measure the whole pipeline on generated people files.
+
+    .venv/bin/python -m bench.run [--sizes 1000000,5000000] [--batch-sizes 2000,5000,...]
+
+Prints a markdown table and writes every figure, with the date and the machine, to
+bench/results/latest.json. Exits 1 when any load was wrong (counts differ from the file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import proc, report, scenarios
+from bench.generate import Generated, generate
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        values = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers joined by commas: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive numbers: {text!r}")
+    return values
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--rows", type=int, help="one file of this many rows (= --sizes N)")
+    parser.add_argument("--sizes", type=_sizes, default=[1_000_000],
+                        help="large-file sizes, each on a fresh stack (default 1000000)")
+    parser.add_argument("--batch-size", type=int, default=10_000,
+                        help="CHUTE_BATCH_SIZE for every run but the sweep (default 10000)")
+    parser.add_argument("--batch-sizes", type=_sizes, default=[],
+                        help="also time the first size with each of these batch sizes")
+    parser.add_argument("--transformers", type=int, default=1,
+                        help="transformers for the large-file runs (default 1)")
+    parser.add_argument("--loaders", type=int, default=1,
+                        help="loaders for the large-file runs (default 1)")
+    parser.add_argument("--small-files", type=int, default=50)
+    parser.add_argument("--small-rows", type=int, default=100)
+    parser.add_argument("--scale-files", type=int, default=4)
+    parser.add_argument("--scale-rows", type=int,
+                        help="rows per scale-out file (default: first size / files)")
+    parser.add_argument("--no-peers", action="store_true", help="skip \\copy and pgloader")
+    parser.add_argument("--no-small", action="store_true")
+    parser.add_argument("--no-scale", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--workdir", type=Path,
+                        help="where files and stacks live (default: a new temporary folder)")
+    args = parser.parse_args(argv)
+    if args.rows:
+        args.sizes = [args.rows]
+    return args
+
+
+def _generate(folder: Path, name: str, rows: int, seed: int) -> Generated:
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    made = generate(folder / name, rows, seed)
+    print(f"generated {name}: {rows:,} rows, {made.size / 1e6:.1f} MB "
+          f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return made
+
+
+def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    files = work / "files"
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": proc.machine(),
+        "command": " ".join(["python -m bench.run", *sys.argv[1:]]),
+        "batch_size": args.batch_size,
+    }
+    big: dict[int, Generated] = {}
+    results["big_files"] = []
+    for rows in args.sizes:
+        big[rows] = _generate(files, f"people-{rows}.csv", rows, seed=7)
+        print(f"one file of {rows:,} rows ...", file=sys.stderr)
+        results["big_files"].append(scenarios.big_file(
+            work / f"big-{rows}", big[rows], args.batch_size, not args.no_peers,
+            args.transformers, args.loaders))
+    first = args.sizes[0]
+    results["batch_sweep"] = []
+    for size in args.batch_sizes:
+        print(f"{first:,} rows, batch size {size:,} ...", file=sys.stderr)
+        results["batch_sweep"].append(scenarios.big_file(
+            work / f"sweep-{size}", big[first], size, False, args.transformers, args.loaders))
+    if not args.no_small:
+        small = [_generate(files / "small", f"small-{i:03d}.csv", args.small_rows, 1000 + i)
+                 for i in range(args.small_files)]
+        print(f"{args.small_files} small files ...", file=sys.stderr)
+        results["small_files"] = scenarios.small_files(work / "small", small, args.batch_size)
+    results["scale_out"] = []
+    if not args.no_scale:
+        each = args.scale_rows or max(1, first // args.scale_files)
+        parts = [_generate(files, f"part-{each}-{i}.csv", each, 20 + i)
+                 for i in range(args.scale_files)]
+        for workers in (1, 2):
+            print(f"{args.scale_files} files at once, {workers} + {workers} workers ...",
+                  file=sys.stderr)
+            results["scale_out"].append(scenarios.scale_out(
+                work / f"scale-{workers}", parts, args.batch_size, workers, workers))
+    results["errors"] = [error for section in ("big_files", "batch_sweep", "scale_out")
+                         for r in results[section] for error in r["errors"]]
+    results["errors"] += results.get("small_files", {}).get("errors", [])
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.no_peers and shutil.which("pgloader") is None:
+        print("pgloader is missing: apt-get install pgloader (or pass --no-peers)",
+              file=sys.stderr)
+        return 2
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="chute-bench-"))
+    try:
+        results = run(args, work)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    report.write_json(results, args.out)
+    print(report.markdown(results))
+    print(f"\nwritten: {args.out}", file=sys.stderr)
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
