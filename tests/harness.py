@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,20 @@ class Services:
             f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
             for path in sorted(self.environment.logs.iterdir())
         )
+
+
+@contextmanager
+def running_stack(root: Path, request: Any) -> Iterator[tuple[Environment, Services]]:
+    """All four services on a private environment, for a module's tests to share;
+    prints the services' logs if any test failed meanwhile, and cleans up."""
+    environment = Environment(root)
+    services = Services(environment)
+    failed_before = request.session.testsfailed
+    try:
+        services.start_all()
+        yield environment, services
+    finally:
+        services.stop_all()
+        if request.session.testsfailed > failed_before:
+            print(services.logs())
+        environment.cleanup()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Environment, Services, wait_until
+from harness import Environment, Services, running_stack, wait_until
 from watcher.watch import RESCAN_SECONDS
 
 HEADER = b"fullname,age,location\n"
@@ -24,17 +24,8 @@ PAST_A_RESCAN = RESCAN_SECONDS + 2
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory,
           request: pytest.FixtureRequest) -> Iterator[tuple[Environment, Services]]:
-    environment = Environment(tmp_path_factory.mktemp("arrivals"))
-    services = Services(environment)
-    failed_before = request.session.testsfailed
-    try:
-        services.start_all()
-        yield environment, services
-    finally:
-        services.stop_all()
-        if request.session.testsfailed > failed_before:
-            print(services.logs())
-        environment.cleanup()
+    with running_stack(tmp_path_factory.mktemp("arrivals"), request) as running:
+        yield running
 
 
 def registered(environment: Environment) -> list[str]:

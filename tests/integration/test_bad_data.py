@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from harness import REPO, Environment, Services, wait_until
+from harness import REPO, Environment, Services, running_stack, wait_until
 
 CORPUS = REPO / "tests" / "corpus"
 TIMEOUT = 120.0  # generous: other suites share the two cores
@@ -160,21 +160,12 @@ GENERATED: dict[str, tuple[bytes, Loaded]] = {
 def stack(tmp_path_factory: pytest.TempPathFactory,
           request: pytest.FixtureRequest) -> Iterator[tuple[Environment, Services]]:
     """One stack for the module, with every corpus and generated file dropped at once."""
-    environment = Environment(tmp_path_factory.mktemp("bad-data"))
-    services = Services(environment)
-    failed_before = request.session.testsfailed
-    try:
-        services.start_all()
+    with running_stack(tmp_path_factory.mktemp("bad-data"), request) as (environment, services):
         for name in EXPECTED:
             environment.drop(name, (CORPUS / name).read_bytes())
         for name, (data, _expected) in GENERATED.items():
             environment.drop(name, data)
         yield environment, services
-    finally:
-        services.stop_all()
-        if request.session.testsfailed > failed_before:
-            print(services.logs())
-        environment.cleanup()
 
 
 def outcome(environment: Environment, name: str, timeout: float = TIMEOUT) -> dict[str, Any]:
