@@ -17,7 +17,6 @@ from chute import db
 
 log = logging.getLogger(__name__)
 
-UNFINISHED = ("received", "processing")
 ERROR_LIMIT = 2000  # chars of Lambda's error message kept in the file's `error`
 
 
@@ -40,10 +39,8 @@ def record_given_up(conn: db.Connection, event: dict[str, Any]) -> dict[str, Any
         for ref in refs_from_event(payload if isinstance(payload, dict) else {}):
             # An event names several objects, and Lambda gives up on all of them when one
             # fails: only those left unfinished failed; the others keep their verdict.
-            found = db.get_file(conn, ref.file_id)
-            if found is None or found.state not in UNFINISHED:
-                continue
-            db.finish_file(conn, ref.file_id, "failed", reason)
+            if not db.fail_file(conn, ref.file_id, reason):
+                continue  # already has its verdict (or is unknown): it keeps it
             log.error("file failed: Lambda gave up", extra={
                 "file_id": ref.file_id, "key": ref.key, "reason": reason})
     return {"batchItemFailures": failures}

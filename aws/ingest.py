@@ -123,7 +123,7 @@ def _quarantine(conn: db.Connection, objects: Objects, ref: ObjectRef, reason: s
 def _disappeared(conn: db.Connection, file_id: str, reason: str,
                  context: dict[str, Any]) -> str:
     """Registered, then gone or replaced: `failed`, as a file that vanishes from work/."""
-    db.finish_file(conn, file_id, "failed", reason)
+    db.fail_file(conn, file_id, reason)
     log.error("file disappeared", extra=context | {"reason": reason})
     return "failed"
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from chute import db, logs, metrics
-from chute.broker import Broker, BrokerUnavailable
+from chute.broker import Broker, BrokerUnavailable, Delivery
 from chute.config import Config, ConfigError
 from chute.db import DatabaseUnavailable
 
@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 
 MAX_DELAY = 30.0
 HEALTHY_SESSION = 30.0  # a session that ran this long resets the delay
+
+
+# Failures of our own (a row PostgreSQL refuses, an unreadable file, a bug) before a
+# file is failed. Crashes and outages are not counted here: see Broker.retry_later.
+MAX_ATTEMPTS = 3
 
 
 class Interrupted(Exception):
@@ -133,3 +138,22 @@ def run_consumer(config: Config, stop: Stop,
             conn.close()
 
     run_with_reconnect(session, stop)
+
+
+def give_up_or_retry(broker: Broker, delivery: Delivery, fail: Callable[[str], bool],
+                     what: str, error: Exception, context: dict[str, object]) -> None:
+    """The one place a handler's failure becomes a retry or a verdict; call it from the
+    `except` that caught `error`. After MAX_ATTEMPTS failures `fail(message)` marks the
+    file failed and the message goes to the dead-letter queue; before that, the message
+    goes back (counted) after a pause that grows with each failure."""
+    failures = delivery.failures + 1
+    context = context | {"failures": failures}
+    if failures >= MAX_ATTEMPTS:
+        if fail(f"{what} failed {failures} times, last: {error!r}"):
+            metrics.FILES.labels("failed").inc()
+        log.exception("file failed", extra=context)
+        broker.reject(delivery, requeue=False)  # kept in {ns}.dead for people
+    else:
+        log.exception(f"{what} failed, will retry", extra=context)
+        broker.pause(failures)  # a failure that needs a moment to clear
+        broker.retry_later(delivery)

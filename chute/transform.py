@@ -142,9 +142,11 @@ def transform(
             # Cleaned names hold no tab, newline or CR (whitespace is collapsed): only
             # backslashes need escaping.
             last_text = "\\N" if last is None else last.replace("\\", "\\\\")
+            first_text = first.replace("\\", "\\\\")
+            location_text = location.replace("\\", "\\\\")
             text = (
-                f"{row_id(line)}\t{first.replace(chr(92), chr(92) * 2)}\t{last_text}\t{age}\t"
-                f"{location.replace(chr(92), chr(92) * 2)}\t{seq}\t{line}\n"
+                f"{row_id(line)}\t{first_text}\t{last_text}\t{age}\t"
+                f"{location_text}\t{seq}\t{line}\n"
             )
             rows.append(text)
         chars += len(text)

@@ -23,12 +23,9 @@ from chute.broker import Broker, Delivery
 from chute.config import Config
 from chute.folders import Folders
 from chute.messages import FileDone, MessageDecodeError, RowBatch, kind_of
+from chute.service import give_up_or_retry
 
 log = logging.getLogger(__name__)
-
-# Failures of our own (a row PostgreSQL refuses, a bug) before the file is failed.
-# Crashes and outages are not counted here: see Broker.retry_later.
-MAX_ATTEMPTS = 3
 
 # x-death reasons, in words for the file's error.
 _DEATH_REASONS = {
@@ -66,7 +63,11 @@ class BatchHandler:
         except ConnectionError:
             raise  # database or broker lost: the session restarts, the batch is redelivered
         except Exception as e:  # a bug or a row PostgreSQL refuses: retry, then fail the file
-            self._on_error(delivery, message.file_id, e)
+            give_up_or_retry(
+                self.broker, delivery,
+                lambda error: self.broker.keep_alive_during(
+                    lambda: db.fail_file(self.conn, message.file_id, error)),
+                "load", e, {"file_id": message.file_id})
             return
         if isinstance(message, RowBatch):
             metrics.BATCH_SECONDS.observe(time.monotonic() - started)
@@ -131,21 +132,6 @@ class BatchHandler:
         if _file_id(message.file_id) is None:
             raise MessageDecodeError(f"file_id is not a uuid: {message.file_id!r}")
         return message
-
-    def _on_error(self, delivery: Delivery, file_id: str, error: Exception) -> None:
-        failures = delivery.failures + 1
-        context = {"file_id": file_id, "failures": failures}
-        if failures >= MAX_ATTEMPTS:
-            self.broker.keep_alive_during(
-                lambda: db.fail_file(self.conn, file_id,
-                                     f"load failed {failures} times, last: {error!r}"))
-            metrics.FILES.labels("failed").inc()
-            log.exception("file failed", extra=context)
-            self.broker.reject(delivery, requeue=False)  # kept in {ns}.dead for people
-        else:
-            log.exception("batch failed, will retry", extra=context)
-            self.broker.pause(failures)  # a failure that needs a moment to clear
-            self.broker.retry_later(delivery)
 
 
 def _file_id(value: object) -> str | None:

@@ -21,15 +21,10 @@ from chute.broker import BATCHES, Broker, Delivery
 from chute.config import Config
 from chute.folders import Folders
 from chute.messages import FileArrived, FileDone, MessageDecodeError, RowBatch
-from chute.service import Interrupted, Stop
+from chute.service import Interrupted, Stop, give_up_or_retry
 from chute.transform import FileUnusable, transform
 
 log = logging.getLogger(__name__)
-
-# Failures of our own (a bug, an unreadable file) before the file is marked failed.
-# Crashes and outages are not counted here: see Broker.retry_later.
-MAX_ATTEMPTS = 3
-
 
 class FileChanged(Exception):
     """The file's bytes are not the ones hashed when it was claimed: its row ids and
@@ -77,12 +72,15 @@ class FileHandler:
             raise  # broker or database lost, or stopping: the event is redelivered
         except FileChanged as e:
             # Retrying cannot help: the bytes that were claimed are gone.
-            db.fail_file(self.conn, event.file_id, str(e))
-            metrics.FILES.labels("failed").inc()
+            if db.fail_file(self.conn, event.file_id, str(e)):
+                metrics.FILES.labels("failed").inc()
             log.error("file failed: changed after it was claimed", extra={
                 "file_id": event.file_id, "file_name": event.name})
         except Exception as e:  # a bug or an unexpected file: retry a few times, then fail
-            self._on_error(delivery, event, e)
+            give_up_or_retry(
+                self.broker, delivery,
+                lambda error: db.fail_file(self.conn, event.file_id, error),
+                "transform", e, {"file_id": event.file_id, "file_name": event.name})
             return
         self.broker.ack(delivery)
 
@@ -125,8 +123,8 @@ class FileHandler:
             log.warning("file quarantined", extra=context | {"reason": str(e)})
             return
         except FileNotFoundError:
-            db.fail_file(self.conn, event.file_id, f"file disappeared: {event.path}")
-            metrics.FILES.labels("failed").inc()
+            if db.fail_file(self.conn, event.file_id, f"file disappeared: {event.path}"):
+                metrics.FILES.labels("failed").inc()
             log.error("file disappeared", extra=context)
             return
         metrics.FILE_SECONDS.observe(time.monotonic() - started)
@@ -172,17 +170,3 @@ class FileHandler:
         else:
             self.broker.publish(BATCHES, *batch.encode())
             metrics.BATCHES.labels("published").inc()
-
-    def _on_error(self, delivery: Delivery, event: FileArrived, error: Exception) -> None:
-        failures = delivery.failures + 1
-        context = {"file_id": event.file_id, "file_name": event.name, "failures": failures}
-        if failures >= MAX_ATTEMPTS:
-            db.fail_file(self.conn, event.file_id,
-                         f"transform failed {failures} times, last: {error!r}")
-            metrics.FILES.labels("failed").inc()
-            log.exception("file failed", extra=context)
-            self.broker.reject(delivery, requeue=False)  # kept in {ns}.dead for people
-        else:
-            log.exception("file handling failed, will retry", extra=context)
-            self.broker.pause(failures)  # a failure that needs a moment to clear
-            self.broker.retry_later(delivery)
