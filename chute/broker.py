@@ -18,8 +18,9 @@ callers know one exception and the retry policy (chute.service) handles all of t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -59,6 +60,16 @@ _BROKER_HEADERS = frozenset({"x-delivery-count", "x-death", "x-first-death-excha
 # socket errors itself, and an OSError escaping process_data_events comes from a
 # handler (including our own DatabaseUnavailable), which must pass through unchanged.
 _LOST = (pika.exceptions.AMQPError, pika.exceptions.ChannelError)
+
+
+@contextmanager
+def _lost_is_unavailable() -> Iterator[None]:
+    """pika's many ways of saying "the connection or channel is gone" become the one
+    exception callers know, at this edge."""
+    try:
+        yield
+    except _LOST as e:
+        raise BrokerUnavailable(f"broker: {e!r}") from None
 
 
 class BrokerUnavailable(ConnectionError):
@@ -173,13 +184,12 @@ class Broker:
         """Publish persistently and return once the broker has confirmed it."""
         props = pika.BasicProperties(delivery_mode=2, headers=headers)
         try:
-            self.channel.basic_publish(
-                self.exchange, routing_key, body, properties=props, mandatory=True
-            )
+            with _lost_is_unavailable():
+                self.channel.basic_publish(
+                    self.exchange, routing_key, body, properties=props, mandatory=True
+                )
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as e:
             raise BrokerUnavailable(f"broker refused a message: {e!r}") from None
-        except _LOST as e:
-            raise BrokerUnavailable(f"broker: {e!r}") from None
 
     def consume(self, queue: str, prefetch: int, handler: Callable[[Delivery], None]) -> None:
         """Register `handler` for `queue`, at most `prefetch` unacknowledged at a time;
@@ -199,11 +209,9 @@ class Broker:
             )
             handler(delivery)
 
-        try:
+        with _lost_is_unavailable():
             self.channel.basic_qos(prefetch_count=prefetch)
             self.channel.basic_consume(queue_name(self.namespace, queue), on_message)
-        except _LOST as e:
-            raise BrokerUnavailable(f"broker: {e!r}") from None
         self._consumers += 1
 
     def run_until(self, stopping: Callable[[], bool]) -> None:
@@ -218,10 +226,8 @@ class Broker:
 
     def poll(self, seconds: float) -> None:
         """Serve the connection (heartbeats, deliveries) for up to `seconds`."""
-        try:
+        with _lost_is_unavailable():
             self._open().process_data_events(time_limit=seconds)
-        except _LOST as e:
-            raise BrokerUnavailable(f"broker: {e!r}") from None
 
     def keep_alive_during(self, work: Callable[[], T]) -> T:
         """Run `work` (blocking I/O elsewhere, such as a COPY) in a helper thread while
@@ -236,21 +242,16 @@ class Broker:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chute-work") as pool:
             future = pool.submit(work)
             while not wait([future], timeout=SERVE_EVERY_SECONDS).done:
-                try:
-                    self._open().process_data_events(time_limit=0)
-                except _LOST as e:
-                    # Leaving the pool waits for the work to finish, so the database
-                    # connection is never shared; its effect is idempotent, and the
-                    # message will be redelivered.
-                    raise BrokerUnavailable(f"broker: {e!r}") from None
+                # On a lost broker, leaving the pool waits for the work to finish, so the
+                # database connection is never shared; its effect is idempotent, and the
+                # message will be redelivered.
+                self.poll(0)
             return future.result()
 
     def pause(self, seconds: float) -> None:
         """Wait without starving heartbeats (safe inside a callback)."""
-        try:
+        with _lost_is_unavailable():
             self._open().sleep(seconds)
-        except _LOST as e:
-            raise BrokerUnavailable(f"broker: {e!r}") from None
 
     def ack(self, delivery: Delivery) -> None:
         self._settle(lambda: self.channel.basic_ack(delivery.tag))
@@ -274,10 +275,8 @@ class Broker:
         self.ack(delivery)
 
     def _settle(self, settle: Callable[[], None]) -> None:
-        try:
+        with _lost_is_unavailable():
             settle()
-        except _LOST as e:
-            raise BrokerUnavailable(f"broker: {e!r}") from None
 
     def _open(self) -> pika.BlockingConnection:
         if self.connection is None:
