@@ -90,14 +90,18 @@ def _session(config: Config, folders: Folders, paths: queue.Queue[tuple[Path, bo
             if time.monotonic() >= next_scan:
                 inbox.rescan()
                 next_scan = time.monotonic() + RESCAN_SECONDS
-            try:
-                path, just_created = paths.get(timeout=0.2)
-            except queue.Empty:
+            events = _drain(paths, timeout=0.2)
+            if not events:
                 broker.poll(0)  # keeps heartbeats flowing
                 continue
-            if path.parent == folders.inbox and is_candidate(path) and path.is_file():
-                if is_finished(path, files_open_now(), just_created):
-                    inbox.take(path)
+            candidates = [(path, just_created) for path, just_created in events
+                          if path.parent == folders.inbox and is_candidate(path)
+                          and path.is_file()]
+            if candidates:
+                open_files = files_open_now()  # one /proc scan for all waiting events
+                for path, just_created in candidates:
+                    if is_finished(path, open_files, just_created):
+                        inbox.take(path)
     finally:
         broker.close()
         conn.close()
@@ -116,9 +120,11 @@ class Inbox:
     def rescan(self) -> None:
         """Take every finished file in the inbox: those there at start, and any whose
         events were missed."""
-        open_files = files_open_now()
-        for path in sorted(self.folders.inbox.iterdir()):
-            if is_candidate(path) and path.is_file() and is_finished(path, open_files):
+        paths = [p for p in sorted(self.folders.inbox.iterdir())
+                 if is_candidate(p) and p.is_file()]
+        open_files = files_open_now() if paths else None  # no /proc scan for an empty inbox
+        for path in paths:
+            if is_finished(path, open_files):
                 self.take(path)
 
     def take(self, path: Path) -> None:
@@ -165,6 +171,19 @@ class Inbox:
             elif record.state == "quarantined":
                 placement.quarantine(self.conn, self.folders, claimed.file_id, claimed.name,
                                      record.error or "")
+
+
+def _drain(paths: queue.Queue[tuple[Path, bool]], timeout: float) -> list[tuple[Path, bool]]:
+    """Every queued event: the first waited for up to `timeout`, the rest at once."""
+    try:
+        events = [paths.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            events.append(paths.get_nowait())
+        except queue.Empty:
+            return events
 
 
 def _digest(path: Path) -> tuple[str, int]:
