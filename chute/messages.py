@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 SCHEMA_VERSION = 1
 
@@ -18,8 +18,22 @@ class MessageDecodeError(ValueError):
     """A body that can never be decoded: it goes to the dead-letter queue."""
 
 
+class _JsonMessage:
+    """A message whose body is its fields as a JSON object."""
+
+    KIND: ClassVar[str]
+    file_id: str
+
+    def encode(self) -> tuple[dict[str, Any], bytes]:
+        return _headers(self.KIND, self.file_id), json.dumps(asdict(self)).encode()  # type: ignore[call-overload]
+
+    @classmethod
+    def decode(cls, headers: dict[str, Any] | None, body: bytes) -> Self:
+        return _build(cls, _json_body(cls.KIND, headers, body))
+
+
 @dataclass(frozen=True)
-class FileArrived:
+class FileArrived(_JsonMessage):
     KIND: ClassVar[str] = "file.arrived"
     file_id: str
     seq: int
@@ -28,27 +42,13 @@ class FileArrived:
     sha256: str
     size: int
 
-    def encode(self) -> tuple[dict[str, Any], bytes]:
-        return _headers(self.KIND, self.file_id), json.dumps(asdict(self)).encode()
-
-    @classmethod
-    def decode(cls, headers: dict[str, Any] | None, body: bytes) -> FileArrived:
-        return _build(cls, _json_body(cls.KIND, headers, body))
-
 
 @dataclass(frozen=True)
-class FileDone:
+class FileDone(_JsonMessage):
     KIND: ClassVar[str] = "file.done"
     file_id: str
     batches: int  # how many RowBatch messages the file produced
     rows_total: int  # data records, blank lines excluded
-
-    def encode(self) -> tuple[dict[str, Any], bytes]:
-        return _headers(self.KIND, self.file_id), json.dumps(asdict(self)).encode()
-
-    @classmethod
-    def decode(cls, headers: dict[str, Any] | None, body: bytes) -> FileDone:
-        return _build(cls, _json_body(cls.KIND, headers, body))
 
 
 @dataclass(frozen=True)
