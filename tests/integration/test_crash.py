@@ -212,6 +212,7 @@ def test_a_file_changed_in_work_after_its_claim_fails_and_loads_nothing(
     finally:
         conn.close()
 
+    environment.env["CHUTE_BATCH_SIZE"] = "10"  # several batches: none may be sent
     services.start_all()
     wait_all_final(environment, 2, 60)
 
