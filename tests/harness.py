@@ -124,11 +124,23 @@ class Environment:
         try:
             delete_namespace(AMQP, self.namespace)
         finally:
+            # Retried: a crash test elsewhere may be restarting the server right now.
+            wait_until(self._drop_database, 30, 1.0, what=f"dropping {self.database}")
+
+    def _drop_database(self) -> bool:
+        try:
             admin = psycopg2.connect(PG_ADMIN)
+        except psycopg2.OperationalError:
+            return False
+        try:
             admin.autocommit = True
             with admin.cursor() as cur:
                 cur.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
                 cur.execute(f'DROP ROLE IF EXISTS "{self.database}_reader"')
+            return True
+        except psycopg2.OperationalError:
+            return False
+        finally:
             admin.close()
 
 
