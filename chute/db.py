@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 SCHEMA_LOCK = 0x63687574  # "chut": serialises schema set-up between services
 ROW_COLUMNS = "(id, first_name, last_name, age, location, file_seq, line)"
+# The columns of FileRecord, in its order.
+FILE_RECORD_COLUMNS = ("file_id::text, seq, name, path, sha256, state, error, "
+                       "duplicate_of::text, size_bytes")
 FINAL_STATES = ("loaded", "duplicate", "quarantined", "failed")
 
 
@@ -156,9 +159,7 @@ def register_file(
 def get_file(conn: Connection, file_id: str) -> FileRecord | None:
     with transaction(conn) as cur:
         cur.execute(
-            """SELECT file_id::text, seq, name, path, sha256, state, error, duplicate_of::text,
-                      size_bytes
-               FROM chute.files WHERE file_id = %s""",
+            f"SELECT {FILE_RECORD_COLUMNS} FROM chute.files WHERE file_id = %s",
             (file_id,),
         )
         row = cur.fetchone()
@@ -407,9 +408,7 @@ def files_by_id(conn: Connection, file_ids: list[str]) -> dict[str, FileRecord]:
         return {}
     with transaction(conn) as cur:
         cur.execute(
-            """SELECT file_id::text, seq, name, path, sha256, state, error, duplicate_of::text,
-                      size_bytes
-               FROM chute.files WHERE file_id = ANY(%s::uuid[])""",
+            f"SELECT {FILE_RECORD_COLUMNS} FROM chute.files WHERE file_id = ANY(%s::uuid[])",
             (file_ids,),
         )
         return {row[0]: FileRecord(*row) for row in cur.fetchall()}

@@ -42,6 +42,11 @@ class Claimed:
         return self.path.name
 
 
+def reason_path(quarantined: Path) -> Path:
+    """Where a quarantined file's reason is written: beside it, NAME.reason.txt."""
+    return quarantined.with_name(quarantined.name + ".reason.txt")
+
+
 class Folders:
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir
@@ -96,7 +101,7 @@ class Folders:
         dest = self._move_out(file_id, name, self.quarantine)
         if dest is not None:
             # The reason file is written after the move: the file itself is what matters.
-            dest.with_name(dest.name + ".reason.txt").write_text(reason + "\n")
+            reason_path(dest).write_text(reason + "\n")
         return dest
 
     def _move_out(self, file_id: str, name: str, target: Path) -> Path | None:

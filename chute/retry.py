@@ -12,7 +12,7 @@ import os
 from chute import db
 from chute.broker import FILES, Broker
 from chute.config import Config
-from chute.folders import Folders
+from chute.folders import Folders, reason_path
 from chute.messages import FileArrived
 
 RETRYABLE = ("quarantined", "failed")
@@ -39,7 +39,7 @@ def retry_file(config: Config, file_id: str) -> str:
                 raise RetryError(f"{record.name}: the file is no longer at {current}")
             work.parent.mkdir(parents=True, exist_ok=True)
             os.replace(current, work)
-            current.with_name(current.name + ".reason.txt").unlink(missing_ok=True)
+            reason_path(current).unlink(missing_ok=True)
         record = db.reset_for_retry(conn, file_id, folders.relative(work))
         size = work.stat().st_size
     finally:
