@@ -75,6 +75,9 @@ async def create_reader_pool(config: Config) -> asyncpg.Pool:
         server_settings={
             "default_transaction_read_only": "on",
             "statement_timeout": "10s",
+            # Plan each statement for its values: a filter on a common value and one on a
+            # rare value want different plans (see the filter index in schema.sql).
+            "plan_cache_mode": "force_custom_plan",
             "application_name": "chute-api",
         },
     )

@@ -130,6 +130,10 @@ def apply_schema(conn: Connection, table: str, reader: str) -> None:
     statement = sql.SQL(text).format(
         table=sql.Identifier(table),
         table_file_line=sql.Identifier(f"{table}_file_line"),
+        table_filters=sql.Identifier(f"{table}_filters"),
+        old_filter_indexes=sql.SQL(", ").join(
+            sql.Identifier("public", f"{table}_{column}_file_line")
+            for column in ("location", "first_name", "last_name")),
         reader=sql.Identifier(reader),
         reader_name=sql.Literal(reader),
     )
