@@ -44,24 +44,27 @@ class Record(NamedTuple):
     error: str | None  # why the record could not be read, or None
 
 
-def read_records(stream: BinaryIO, max_record_bytes: int = 1 << 20) -> Iterator[Record]:
+def read_records(stream: BinaryIO, max_record_bytes: int = 1 << 20,
+                 first_line: int = 1, at_start: bool = True) -> Iterator[Record]:
     """Yield every non-blank record of a UTF-8 CSV stream (opened 'rb'), header included.
 
     A record's size is its bytes excluding its final line break; one larger than
     max_record_bytes is yielded as an error and reading resumes at the next physical line.
+    A stream that starts further into a file, at a record boundary, says so with
+    at_start=False (a BOM there is data) and the line number it starts at.
     """
     # The limit is process-wide; only ever raise it, so that our record limit is the one that
     # applies (a field is never longer than its record) and other csv users are unaffected.
     if csv.field_size_limit() < max_record_bytes + 2:
         csv.field_size_limit(max_record_bytes + 2)
-    source = _Lines(stream.read, max_record_bytes)
+    source = _Lines(stream.read, max_record_bytes, at_start)
     pending = source.pending
     trouble = source.trouble
     # strict=True: an unclosed quote at end of file, or text after a closing quote, becomes an
     # error. Non-strict csv guesses instead: it returns a half-read record at EOF with no
     # error and glues `"ab"c` into `abc`; a reject a person can fix beats a silent guess.
     reader = csv.reader(source, strict=True)
-    done = 0  # physical lines consumed before the current record
+    done = first_line - 1  # physical lines consumed before the current record
     while True:
         try:
             for fields in reader:
@@ -109,10 +112,11 @@ class _Lines:
     and the next physical line starts a fresh record.
     """
 
-    __slots__ = ("read", "limit", "too_long", "pending", "trouble", "used")
+    __slots__ = ("read", "limit", "at_start", "too_long", "pending", "trouble", "used")
 
-    def __init__(self, read: _Read, limit: int) -> None:
+    def __init__(self, read: _Read, limit: int, at_start: bool) -> None:
         self.read = read
+        self.at_start = at_start
         self.limit = limit
         self.too_long = f"record longer than {limit} bytes"
         self.pending: list[str] = []  # lines of the current record; the reader clears it
@@ -128,7 +132,7 @@ class _Lines:
         # (the one carry belongs to) can be over the limit, so only it needs checking.
         block = max(1, min(_BLOCK, limit))
         carry = b""  # start of a line whose end has not been read yet
-        chunk = _start(read, block)
+        chunk = start_of_stream(read, block) if self.at_start else read(block)
         while chunk or carry:
             if chunk:
                 data = carry + chunk
@@ -217,7 +221,7 @@ class _Lines:
         yield '"' if len(self.pending) > 1 else ""
 
 
-def _start(read: _Read, block: int) -> bytes:
+def start_of_stream(read: _Read, block: int) -> bytes:
     """First block of the stream with a UTF-8 BOM removed (Excel writes one)."""
     head = read(block)
     while head and len(head) < 3 and _BOM.startswith(head):  # a short read split the BOM

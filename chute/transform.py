@@ -12,7 +12,12 @@ import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from chute.cleaning import Columns, HeaderError, clean_row, find_columns
+from chute.columnar import Rows, Scanner, row_texts
 from chute.csvstream import HAS_NUL, NOT_UTF8, Record, read_records
 from chute.messages import FileDone, RowBatch
 from chute.rowids import row_id_factory
@@ -70,15 +75,21 @@ class _Opening:
         return data
 
 
-def open_records(stream: BinaryIO) -> tuple[Columns, Iterator[Record]]:
+def open_records(stream: BinaryIO, columnar: bool = True
+                 ) -> tuple[Columns, Iterator[Record | Rows]]:
     """Read the header; raise FileUnusable, with a specific reason, when there is none.
+
+    The records come as Rows where the columnar fast path could read them, unless
+    `columnar` is False: then every record is a Record (the reference the tests compare
+    the fast path with, record for record).
 
     The reasons, checked in this order: no bytes at all; only whitespace; a known binary
     format or UTF-16; a first record that is not text or cannot be read; then the header's
     columns (no header at all, missing or duplicate columns, see find_columns).
     """
     opening = _Opening(stream)
-    records = read_records(opening)  # type: ignore[arg-type]  # only read() is used
+    scanner = Scanner(opening)  # type: ignore[arg-type]  # only read() is used
+    records = iter(scanner) if columnar else read_records(opening)  # type: ignore[arg-type]
     header = next(records, None)
     if header is None:
         raise FileUnusable("empty file (0 bytes)" if not opening.head
@@ -94,49 +105,49 @@ def open_records(stream: BinaryIO) -> tuple[Columns, Iterator[Record]]:
     if any(_CONTROL.search(name) for name in fields):
         raise FileUnusable(f"not a text file: line {header.line} has control characters")
     try:
-        return find_columns(fields), records
+        columns = find_columns(fields)
     except HeaderError as e:
         raise FileUnusable(str(e)) from None
+    if columnar:
+        scanner.use_columns(columns)
+    return columns, records
 
 
 def transform(
     stream: BinaryIO, file_id: str, file_seq: int, sha256: str, batch_size: int,
-    max_batch_chars: int = MAX_BATCH_CHARS,
+    max_batch_chars: int = MAX_BATCH_CHARS, columnar: bool = True,
 ) -> Iterator[RowBatch | FileDone]:
     """Yield the file's batches, then its FileDone. Raises FileUnusable before any batch.
 
     A batch ends after `batch_size` records, or earlier once its COPY text reaches
     `max_batch_chars`: both depend only on the file's bytes, so the cut is the same at
-    every attempt.
+    every attempt, and the same whichever way (columnar or row by row) a row was read.
     """
-    columns, records = open_records(stream)
+    columns, records = open_records(stream, columnar)
     row_id = row_id_factory(sha256)
+    id_prefix = row_id(0)[:-12]  # all but the line number's 12 hex digits
     seq = str(file_seq)
     escape = _COPY_ESCAPES
-    rows: list[str] = []
-    rejects: list[str] = []
-    batch_no = 0
+    batches = _Batches(file_id, batch_size, max_batch_chars)
     total = 0
-    chars = 0
-
-    def cut() -> RowBatch:
-        return RowBatch(
-            file_id=file_id,
-            batch_no=batch_no,
-            row_count=len(rows),
-            reject_count=len(rejects),
-            rows="".join(rows).encode(),
-            rejects="".join(rejects).encode(),
-        )
+    block, texts = None, None  # the latest block of columnar rows, formatted once
 
     for record in records:
+        if type(record) is Rows:
+            if record.block is not block:
+                block = record.block
+                texts = _Texts(row_texts(block, id_prefix, seq))
+            total += len(record)
+            yield from batches.add_rows(texts, record.start, record.stop)
+            continue
+        assert isinstance(record, Record)
         total += 1
         line = record.line
         result = record.error or clean_row(record.fields or [], columns)
         if type(result) is str:
             reason, raw = result.translate(escape), record.raw.translate(escape)
-            text = f"{file_id}\t{line}\t{reason}\t{raw}\n"
-            rejects.append(text)
+            batches.rejects.append(f"{file_id}\t{line}\t{reason}\t{raw}\n")
+            text_chars = len(batches.rejects[-1])
         else:
             first, last, age, location = result
             # Cleaned names hold no tab, newline or CR (whitespace is collapsed): only
@@ -148,15 +159,76 @@ def transform(
                 f"{row_id(line)}\t{first_text}\t{last_text}\t{age}\t"
                 f"{location_text}\t{seq}\t{line}\n"
             )
-            rows.append(text)
-        chars += len(text)
-        if len(rows) + len(rejects) >= batch_size or chars >= max_batch_chars:
-            yield cut()
-            batch_no += 1
-            rows.clear()
-            rejects.clear()
-            chars = 0
-    if rows or rejects:
-        yield cut()
-        batch_no += 1
-    yield FileDone(file_id=file_id, batches=batch_no, rows_total=total)
+            batches.rows.append(text.encode())
+            batches.row_count += 1
+            text_chars = len(text)
+        batches.chars += text_chars
+        if batches.full():
+            yield batches.cut()
+    if batches.row_count or batches.rejects:
+        yield batches.cut()
+    yield FileDone(file_id=file_id, batches=batches.batch_no, rows_total=total)
+
+
+class _Batches:
+    """The batch being filled, and where to cut it (see transform)."""
+
+    def __init__(self, file_id: str, batch_size: int, max_chars: int) -> None:
+        self.file_id = file_id
+        self.batch_size = batch_size
+        self.max_chars = max_chars
+        self.batch_no = 0
+        self.rows: list[bytes] = []  # COPY text of rows, in pieces
+        self.row_count = 0
+        self.rejects: list[str] = []  # COPY text of rejects, a line each
+        self.chars = 0
+
+    def full(self) -> bool:
+        return (self.row_count + len(self.rejects) >= self.batch_size
+                or self.chars >= self.max_chars)
+
+    def cut(self) -> RowBatch:
+        batch = RowBatch(
+            file_id=self.file_id,
+            batch_no=self.batch_no,
+            row_count=self.row_count,
+            reject_count=len(self.rejects),
+            rows=b"".join(self.rows),
+            rejects="".join(self.rejects).encode(),
+        )
+        self.batch_no += 1
+        self.rows.clear()
+        self.row_count = 0
+        self.rejects.clear()
+        self.chars = 0
+        return batch
+
+    def add_rows(self, texts: _Texts, start: int, stop: int) -> Iterator[RowBatch]:
+        """Add rows start..stop's COPY lines, cutting where adding them one by one would."""
+        chars = texts.chars
+        while start < stop:
+            # The batch is full after row k once its records or characters reach their
+            # limit: take the rows up to the first such k, or all of them.
+            by_count = start + self.batch_size - self.row_count - len(self.rejects)
+            by_chars = int(np.searchsorted(
+                chars, chars[start] + self.max_chars - self.chars, side="left"))
+            end = min(by_count, by_chars, stop)
+            self.rows.append(texts.data[texts.offsets[start]:texts.offsets[end]])
+            self.row_count += end - start
+            self.chars += int(chars[end] - chars[start])
+            start = end
+            if self.full():
+                yield self.cut()
+
+
+class _Texts:
+    """COPY lines of a block of rows as one bytes object, with each line's offset and
+    the running count of characters (the batch limit counts characters)."""
+
+    def __init__(self, texts: pa.LargeStringArray) -> None:
+        count = len(texts)
+        offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[
+            texts.offset:texts.offset + count + 1]
+        self.offsets = offsets - offsets[0]
+        self.data = texts.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
+        self.chars = np.concatenate(([0], np.cumsum(pc.utf8_length(texts).to_numpy())))

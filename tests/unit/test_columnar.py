@@ -1,0 +1,127 @@
+"""The columnar fast path gives exactly the batches of the row-by-row reference path.
+
+The reference is the same transform with columnar=False: every record read by csvstream
+and cleaned by clean_row. Files are built from the pieces that split the two ways (quotes,
+line breaks inside quotes, CRLF, blank lines, bad UTF-8, non-printable characters, ages
+to parse, values to trim, wrong field counts), and read with tiny blocks so that records
+cross block boundaries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chute import columnar
+from chute.messages import FileDone, RowBatch
+from chute.transform import transform
+
+FILE_ID = "00000000-0000-4000-8000-000000000001"
+
+WORDS = ["Ann", "José", "Zoë", "O'Brien", "van der Berg", "Ünal", "李", "😀", "a", ""]
+NOISE = ["", " ", "  ", "\t", "\u00a0", "\u2028", "\\", ",", '"', "\r", "\x00", "\x1f",
+         "\ufeff", "\u200b"]
+AGES = ["0", "7", "42", "150", "151", "-1", " 30 ", "30.0", "007", "abc", "", "1e3"]
+
+
+@st.composite
+def values(draw: st.DrawFn) -> str:
+    parts = draw(st.lists(st.sampled_from(WORDS + NOISE), min_size=0, max_size=4))
+    return "".join(parts)
+
+
+def quote(value: str, force: bool) -> str:
+    if force or any(c in value for c in ',"\n\r'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+@st.composite
+def lines(draw: st.DrawFn, count: int) -> bytes:
+    kind = draw(st.sampled_from(["row"] * 8 + ["blank", "spaces", "short", "long",
+                                                "raw", "bad_utf8", "multiline"]))
+    if kind == "blank":
+        return b""
+    if kind == "spaces":
+        return b"   "
+    if kind == "bad_utf8":
+        return b"Ann \xff,3,Oslo"
+    if kind == "raw":  # quoting a csv reader must refuse or read oddly
+        return draw(st.sampled_from([b'"a"b,1,c', b'a"b,1,c', b'"a,1,c', b' "a",1,c',
+                                     b'"a" ,1,c', b'"",1,""']))
+    fields = [draw(values()) for _ in range(count)]
+    fields[draw(st.integers(0, count - 1))] = draw(st.sampled_from(AGES))
+    if kind == "short":
+        fields = fields[:-1]
+    elif kind == "long":
+        fields.append("extra")
+    elif kind == "multiline":
+        fields[0] = fields[0] + "\n" + draw(values())
+    text = ",".join(quote(f, draw(st.booleans())) for f in fields)
+    return text.encode("utf-8", "surrogateescape")
+
+
+@st.composite
+def files(draw: st.DrawFn) -> bytes:
+    header = draw(st.sampled_from([["fullname", "age", "location"],
+                                   ["location", "fullname", "age"],
+                                   ["age", "x", "fullname", "location"]]))
+    body = draw(st.lists(lines(len(header)), min_size=0, max_size=40))
+    newline = draw(st.sampled_from([b"\n", b"\r\n"]))
+    data = newline.join([",".join(header).encode()] + body)
+    if draw(st.booleans()):
+        data += newline
+    if draw(st.booleans()):
+        data = b"\xef\xbb\xbf" + data
+    return data
+
+
+def run(data: bytes, fast: bool, batch_size: int, max_chars: int
+        ) -> list[RowBatch | FileDone]:
+    sha = hashlib.sha256(data).hexdigest()
+    return list(transform(io.BytesIO(data), FILE_ID, 3, sha, batch_size, max_chars,
+                          columnar=fast))
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=files(), block=st.sampled_from([8, 32, 100, 1 << 20]),
+       batch_size=st.integers(1, 12), max_chars=st.sampled_from([60, 300, 1 << 23]))
+def test_fast_path_gives_the_reference_batches(data: bytes, block: int, batch_size: int,
+                                               max_chars: int) -> None:
+    saved = columnar.BLOCK
+    columnar.BLOCK = block
+    try:
+        assert run(data, True, batch_size, max_chars) == run(data, False, batch_size,
+                                                              max_chars)
+    finally:
+        columnar.BLOCK = saved
+
+
+def test_most_rows_of_a_plain_file_take_the_fast_path() -> None:
+    """Guards the point of the fast path: quoted fields and trimmed values stay in it."""
+    rows = [b'Ann Lee,30,"Austin, TX"', b"  Bo   Ek ,7,Malm\xc3\xb6", b'"Ek, Bo",150,Brno']
+    data = b"fullname,age,location\n" + b"\n".join(rows * 100) + b"\n"
+    scanner = columnar.Scanner(io.BytesIO(data))
+    items = iter(scanner)
+    header = next(items)
+    from chute.cleaning import find_columns
+    scanner.use_columns(find_columns(header.fields or []))
+    kinds = [type(item).__name__ for item in items]
+    assert kinds == ["Rows"]
+    assert run(data, True, 1000, 1 << 23) == run(data, False, 1000, 1 << 23)
+
+
+@pytest.mark.parametrize("block", [8, 64, 1 << 20])
+def test_a_record_longer_than_any_block_is_read_the_slow_way(block: int) -> None:
+    saved = columnar.BLOCK
+    columnar.BLOCK = block
+    try:
+        long_line = b"x" * (3 * block + 10) + b",1,Oslo"
+        data = b"fullname,age,location\nAnn,1,Oslo\n" + long_line + b"\nBo,2,Rome\n"
+        assert run(data, True, 10, 1 << 23) == run(data, False, 10, 1 << 23)
+    finally:
+        columnar.BLOCK = saved
