@@ -51,7 +51,12 @@ aws-package: install
 	rm -rf build && $(BIN)/pip wheel --quiet --no-deps -w build/wheels .
 	$(BIN)/pip install --quiet --target build/lambda --platform manylinux2014_x86_64 \
 	  --implementation cp --python-version 3.11 --only-binary=:all: "$$(ls build/wheels/chute-*.whl)[aws]"
-	cd build/lambda && zip -qr ../chute-lambda.zip .
+	# Under Lambda's 250 MB limit: the runtime has its own boto3, and chute uses only
+	# pyarrow's arrays and compute functions (not Flight, nor its headers and tests).
+	cd build/lambda && rm -rf boto3* botocore* s3transfer* pyarrow/include pyarrow/tests \
+	  numpy/*/tests pyarrow/*flight* pyarrow/_pyarrow_cpp_tests* \
+	  && PYTHONPATH=. python3 -c "import chute.transform" \
+	  && zip -qr ../chute-lambda.zip .
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache build
