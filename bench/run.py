@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import proc, report, scenarios
 from bench.generate import Generated, generate
+from chute.stack import REPLICAS
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
@@ -44,8 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also time the first size with each of these batch sizes")
     parser.add_argument("--transformers", type=int, default=1,
                         help="transformers for the large-file runs (default 1)")
-    parser.add_argument("--loaders", type=int, default=1,
-                        help="loaders for the large-file runs (default 1)")
+    parser.add_argument("--loaders", type=int, default=REPLICAS["loader"],
+                        help="loaders for the large-file runs (default: as `make up`, "
+                             f"{REPLICAS['loader']})")
     parser.add_argument("--small-files", type=int, default=50)
     parser.add_argument("--small-rows", type=int, default=100)
     parser.add_argument("--scale-files", type=int, default=4)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from chute.stack import SERVICES
+from chute.stack import REPLICAS, SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -115,6 +115,12 @@ def test_workers_can_be_scaled():
     for name in WORKERS:
         assert "container_name" not in services()[name], name
         assert not services()[name].get("ports"), name
+
+
+def test_compose_runs_as_many_of_each_service_as_make_up():
+    for name in SERVICES:
+        replicas = services()[name].get("deploy", {}).get("replicas", 1)
+        assert replicas == REPLICAS.get(name, 1), name
 
 
 def test_api_publishes_port_8080():
