@@ -42,16 +42,20 @@ _FIRST_WINDOW = 2  # lines; enough for a record on one line, doubled while a rec
 _CANONICAL_AGE = "^(?:[0-9]|[1-9][0-9]|1[0-4][0-9]|150)$"
 assert AGE_MAX == 150  # the pattern spells the range out
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_TEXT = pa.large_string()
+_NOTHING = pa.scalar("", _TEXT)
+_TAB = pa.scalar("\t", _TEXT)
+_NEWLINE = pa.scalar("\n", _TEXT)
+_NO_LAST_NAME = pa.scalar("\t\\N", _TEXT)
 _NIBBLE_SHIFTS = np.arange(44, -4, -4, dtype=np.int64)  # 12 hex digits, most significant first
 
 
 @dataclass(frozen=True)
 class RowBlock:
-    """The clean rows of one block's plain lines, as columns (last_name null if absent)."""
+    """The clean rows of one block's plain lines, as columns."""
 
     lines: pa.Int64Array
-    first_name: pa.LargeStringArray
-    last_name: pa.LargeStringArray
+    names: pa.LargeStringArray  # first_name, tab, last_name: as COPY text
     age: pa.LargeStringArray  # canonical decimal text, already checked to be in range
     location: pa.LargeStringArray
 
@@ -260,13 +264,14 @@ def _clean(data: bytes, ends: np.ndarray, plain: np.ndarray, quoted: np.ndarray,
         pc.match_substring_regex(age, _CANONICAL_AGE),
     ), False)
     keep = valid.to_numpy(zero_copy_only=False)
-    # "first rest" -> first and rest; a single word has no rest (last_name null).
+    # COPY text of "first rest": the first space becomes the tab between first_name and
+    # last_name; a single word has no last_name (NULL, written \N).
     fullname = fullname.filter(valid)
-    rest = pc.replace_substring_regex(fullname, "^[^ ]* ?", "")
     rows = RowBlock(
         lines=pa.array(chosen[keep] + first_line, type=pa.int64()),
-        first_name=pc.list_element(pc.split_pattern(fullname, " ", max_splits=1), 0),
-        last_name=pc.if_else(pc.equal(rest, ""), pa.scalar(None, pa.large_string()), rest),
+        names=pc.if_else(pc.match_substring(fullname, " "),
+                         pc.replace_substring(fullname, " ", "\t", max_replacements=1),
+                         pc.binary_join_element_wise(fullname, _NO_LAST_NAME, _NOTHING)),
         age=age.filter(valid),
         location=location.filter(valid),
     )
@@ -311,7 +316,14 @@ def _unquote(values: pa.Array) -> pa.Array:
 
 
 def _collapse(values: pa.Array) -> pa.Array:
-    return pc.replace_substring_regex(pc.utf8_trim(values, " "), "  +", " ")
+    """Trim spaces and collapse runs of them; few values have runs, so only those go
+    through the regular expression."""
+    values = pc.utf8_trim(values, " ")
+    runs = pc.match_substring(values, "  ")
+    if not pc.any(runs).as_py():
+        return values
+    collapsed = pc.replace_substring_regex(values.filter(runs), "  +", " ")
+    return pc.replace_with_mask(values, runs, collapsed)
 
 
 def row_texts(rows: RowBlock, id_prefix: str, file_seq: str) -> pa.LargeStringArray:
@@ -319,15 +331,15 @@ def row_texts(rows: RowBlock, id_prefix: str, file_seq: str) -> pa.LargeStringAr
     rowids' `id_prefix` followed by the line number as 12 hex digits)."""
     lines = rows.lines.to_numpy()
     count = len(lines)
-    digits = _HEX[(lines[:, None] >> _NIBBLE_SHIFTS) & 15]
-    hex_lines = pa.LargeStringArray.from_buffers(
-        count, pa.py_buffer(np.arange(0, 12 * (count + 1), 12, dtype=np.int64)),
-        pa.py_buffer(digits.tobytes()))
-    text = pa.large_string()
-    nothing = pa.scalar("", text)
+    prefix = np.frombuffer(id_prefix.encode(), dtype=np.uint8)
+    ids = np.empty((count, len(prefix) + 12), dtype=np.uint8)
+    ids[:, :len(prefix)] = prefix
+    ids[:, len(prefix):] = _HEX[(lines[:, None] >> _NIBBLE_SHIFTS) & 15]
+    width = ids.shape[1]
+    id_texts = pa.LargeStringArray.from_buffers(
+        count, pa.py_buffer(np.arange(0, width * (count + 1), width, dtype=np.int64)),
+        pa.py_buffer(ids.tobytes()))
     fields = pc.binary_join_element_wise(
-        pc.binary_join_element_wise(pa.scalar(id_prefix, text), hex_lines, nothing),
-        rows.first_name, pc.fill_null(rows.last_name, pa.scalar("\\N", text)), rows.age,
-        rows.location, pa.scalar(file_seq, text), rows.lines.cast(text), pa.scalar("\t", text),
-    )
-    return pc.binary_join_element_wise(fields, pa.scalar("\n", text), nothing)
+        id_texts, rows.names, rows.age, rows.location, pa.scalar(file_seq, _TEXT),
+        rows.lines.cast(_TEXT), _TAB)
+    return pc.binary_join_element_wise(fields, _NEWLINE, _NOTHING)
