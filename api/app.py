@@ -95,11 +95,13 @@ async def bearer_token(request: web.Request, handler: Handler) -> web.StreamResp
 HTTP_LIMITS = {"max_line_size": 65536, "max_field_size": 65536}
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, uses_broker: bool = True) -> web.Application:
+    """The API; `uses_broker` is False where the deployment has no broker (AWS Lambda)."""
     # Without a token there is nothing to check: no middleware, no cost per request.
     guard = [bearer_token] if config.api_token else []
     app = web.Application(middlewares=[observe, errors, *guard], handler_args=HTTP_LIMITS)
     app[views.CONFIG] = config
+    app[views.USES_BROKER] = uses_broker
     app[views.QUERIES] = Queries(config.table)
     app[metrics.METRICS] = metrics.ApiMetrics()
     openapi.install(app, config)

@@ -22,6 +22,8 @@ from chute.config import Config
 CONFIG = web.AppKey("config", Config)
 POOL = web.AppKey("pool", asyncpg.Pool)
 QUERIES = web.AppKey("queries", Queries)
+# False where no broker is part of the deployment (AWS Lambda): /ready checks only the database.
+USES_BROKER = web.AppKey("uses_broker", bool)
 
 STATES = ("received", "processing", "loaded", "duplicate", "quarantined", "failed")
 MAX_LIMIT = 1000
@@ -137,8 +139,10 @@ async def health(_request: web.Request) -> web.Response:
 
 @routes.get("/ready")
 async def ready(request: web.Request) -> web.Response:
-    """200 when both the database and the broker answer, else 503 naming which does not."""
+    """200 when both the database and the broker answer, else 503 naming which does not.
+    Where the deployment has no broker (AWS Lambda), only the database is checked."""
     config = request.app[CONFIG]
+    uses_broker = request.app[USES_BROKER]
     problems = []
     try:
         async with request.app[POOL].acquire(timeout=3) as conn:
@@ -146,11 +150,12 @@ async def ready(request: web.Request) -> web.Response:
     except (*DATABASE_UNAVAILABLE, asyncpg.PostgresError) as e:
         problems.append(f"database: {type(e).__name__}")
     loop = asyncio.get_running_loop()
-    if not await loop.run_in_executor(None, broker.ping, config.amqp_url):
+    if uses_broker and not await loop.run_in_executor(None, broker.ping, config.amqp_url):
         problems.append("broker: no answer")
     if problems:
         raise ApiError(503, "not_ready", "; ".join(problems))
-    return web.json_response({"status": "ready", "database": "ok", "broker": "ok"})
+    return web.json_response({"status": "ready", "database": "ok",
+                              "broker": "ok" if uses_broker else "not used"})
 
 
 def _person(row: asyncpg.Record) -> dict[str, Any]:

@@ -43,7 +43,8 @@ class ApiGateway:
     def __init__(self, config: Config) -> None:
         self.loop = asyncio.new_event_loop()
         self.folder = Path(tempfile.mkdtemp(prefix="chute-api-"))
-        self.runner = web.AppRunner(create_app(config), access_log=None)
+        # S3 events and Lambda invocations replace RabbitMQ here: /ready checks the database.
+        self.runner = web.AppRunner(create_app(config, uses_broker=False), access_log=None)
         self.session: aiohttp.ClientSession | None = None
         try:
             self.loop.run_until_complete(self._start())

@@ -17,10 +17,11 @@ import requests
 
 from api.app import create_app
 from aws import handlers
+from aws.gateway import ApiGateway
 from aws.handlers import on_http_request, on_s3_event
 from chute.config import Config
 from conftest import SAMPLE
-from harness import Environment, Services, wait_until
+from harness import Environment, Services, free_port, wait_until
 from lambda_world import TOKEN, FakeContext, deployed, make_bucket, put
 
 HOST = "abc123xyz.execute-api.eu-west-1.amazonaws.com"
@@ -32,7 +33,6 @@ MISSING = "00000000-0000-4000-8000-000000000000"
 # (method, target, headers); {sample} and {mixed} stand for those files' ids.
 REQUESTS = [
     ("GET", "/health", {}),
-    ("GET", "/ready", {}),
     ("GET", "/read/first-chunk", AUTH),
     ("GET", "/read/first-chunk?num_records=5&db_name=x&user=y&password=z&table_name=people",
      AUTH),
@@ -187,12 +187,34 @@ def test_every_route_of_the_app_answers_as_the_aiohttp_api(world: World) -> None
 
     for path in paths:
         direct, answer = ask_both(world.reference, "GET", path, AUTH)
+        if path == "/ready":  # see test_ready_checks_the_database_and_no_broker
+            continue
         if path == "/metrics":  # counts differ between two processes; the families do not
             assert answer["statusCode"] == direct.status_code == 200
             assert answer["headers"]["content-type"] == direct.headers["content-type"]
             assert families(body_of(answer).decode()) == families(direct.text)
         else:
             assert_same(direct, answer)
+
+
+def test_ready_checks_the_database_and_no_broker(world: World) -> None:
+    """On Lambda there is no broker: /ready answers for the database alone, even with the
+    configured broker unreachable, and still 503 when the database does not answer."""
+    direct, answer = ask_both(world.reference, "GET", "/ready", {})
+    assert direct.json() == {"status": "ready", "database": "ok", "broker": "ok"}
+    assert answer["statusCode"] == 200
+    assert json.loads(body_of(answer)) == {"status": "ready", "database": "ok",
+                                           "broker": "not used"}
+
+    nowhere = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
+    for env, status in (({"CHUTE_AMQP_URL": nowhere}, 200),
+                        ({"CHUTE_DATABASE_URL":
+                          f"postgresql://postgres@127.0.0.1:{free_port()}/none"}, 503)):
+        gateway = ApiGateway(Config.from_env(world.environment.env | env))
+        try:
+            assert gateway.handle(gateway_event("GET", "/ready", {}))["statusCode"] == status
+        finally:
+            gateway.close()
 
 
 def families(metrics: str) -> set[str]:
