@@ -28,8 +28,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from chute import copyrows
 from chute.cleaning import AGE_MAX, TEXT_MAX, Columns
 from chute.csvstream import Record, read_records, start_of_stream
+from chute.rowids import id_low
 
 # Measured on a 1M-row file: 1 MiB blocks took the least CPU, and peak RSS grows with the
 # block (about 40 MB over the imports at 1 MiB, 190 MB at 4 MiB).
@@ -41,22 +43,16 @@ _FIRST_WINDOW = 2  # lines; enough for a record on one line, doubled while a rec
 # A canonical age: what cleaning's fast path accepts (str(n) for n in 0..150).
 _CANONICAL_AGE = "^(?:[0-9]|[1-9][0-9]|1[0-4][0-9]|150)$"
 assert AGE_MAX == 150  # the pattern spells the range out
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-_TEXT = pa.large_string()
-_NOTHING = pa.scalar("", _TEXT)
-_TAB = pa.scalar("\t", _TEXT)
-_NEWLINE = pa.scalar("\n", _TEXT)
-_NO_LAST_NAME = pa.scalar("\t\\N", _TEXT)
-_NIBBLE_SHIFTS = np.arange(44, -4, -4, dtype=np.int64)  # 12 hex digits, most significant first
+_SPACE = 32
 
 
 @dataclass(frozen=True)
 class RowBlock:
     """The clean rows of one block's plain lines, as columns."""
 
-    lines: pa.Int64Array
-    names: pa.LargeStringArray  # first_name, tab, last_name: as COPY text
-    age: pa.LargeStringArray  # canonical decimal text, already checked to be in range
+    lines: np.ndarray  # int64
+    fullname: pa.LargeStringArray  # cleaned: split into first and last name by row_tuples
+    age: np.ndarray  # int16, already checked to be in range
     location: pa.LargeStringArray
 
 
@@ -264,15 +260,10 @@ def _clean(data: bytes, ends: np.ndarray, plain: np.ndarray, quoted: np.ndarray,
         pc.match_substring_regex(age, _CANONICAL_AGE),
     ), False)
     keep = valid.to_numpy(zero_copy_only=False)
-    # COPY text of "first rest": the first space becomes the tab between first_name and
-    # last_name; a single word has no last_name (NULL, written \N).
-    fullname = fullname.filter(valid)
     rows = RowBlock(
-        lines=pa.array(chosen[keep] + first_line, type=pa.int64()),
-        names=pc.if_else(pc.match_substring(fullname, " "),
-                         pc.replace_substring(fullname, " ", "\t", max_replacements=1),
-                         pc.binary_join_element_wise(fullname, _NO_LAST_NAME, _NOTHING)),
-        age=age.filter(valid),
+        lines=chosen[keep] + first_line,
+        fullname=fullname.filter(valid),
+        age=pc.cast(age.filter(valid), pa.int16()).to_numpy(),
         location=location.filter(valid),
     )
     return _Cleaned(rows, keep)
@@ -326,20 +317,70 @@ def _collapse(values: pa.Array) -> pa.Array:
     return pc.replace_with_mask(values, runs, collapsed)
 
 
-def row_texts(rows: RowBlock, id_prefix: str, file_seq: str) -> pa.LargeStringArray:
-    """Each row as a line of COPY text, exactly as transform formats a row (the id is
-    rowids' `id_prefix` followed by the line number as 12 hex digits)."""
-    lines = rows.lines.to_numpy()
-    count = len(lines)
-    prefix = np.frombuffer(id_prefix.encode(), dtype=np.uint8)
-    ids = np.empty((count, len(prefix) + 12), dtype=np.uint8)
-    ids[:, :len(prefix)] = prefix
-    ids[:, len(prefix):] = _HEX[(lines[:, None] >> _NIBBLE_SHIFTS) & 15]
-    width = ids.shape[1]
-    id_texts = pa.LargeStringArray.from_buffers(
-        count, pa.py_buffer(np.arange(0, width * (count + 1), width, dtype=np.int64)),
-        pa.py_buffer(ids.tobytes()))
-    fields = pc.binary_join_element_wise(
-        id_texts, rows.names, rows.age, rows.location, pa.scalar(file_seq, _TEXT),
-        rows.lines.cast(_TEXT), _TAB)
-    return pc.binary_join_element_wise(fields, _NEWLINE, _NOTHING)
+def row_tuples(rows: RowBlock, id_high: int, file_seq: int) -> tuple[bytes, np.ndarray]:
+    """The rows as binary COPY tuples (see copyrows.row, which makes the same bytes one
+    row at a time), and where each row starts in them (with the end as a last entry)."""
+    count = len(rows.lines)
+    name_data, name_starts, name_ends = _strings(rows.fullname)
+    place_data, place_starts, place_ends = _strings(rows.location)
+    # "first rest": the first space ends first_name; a single word has no last_name.
+    spaces = np.flatnonzero(name_data == _SPACE)
+    at = np.searchsorted(spaces, name_starts)
+    split = spaces[np.minimum(at, max(len(spaces) - 1, 0))] if len(spaces) else name_ends
+    has_last = (at < len(spaces)) & (split < name_ends)
+    first_end = np.where(has_last, split, name_ends)
+    first_len = first_end - name_starts
+    last_len = np.where(has_last, name_ends - first_end - 1, 0)
+    place_len = place_ends - place_starts
+    # Each row: 2 + (4+16) + (4+first) + (4+last) + (4+2) + (4+location) + (4+8) + (4+8).
+    sizes = 64 + first_len + last_len + place_len
+    starts = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(sizes, out=starts[1:])
+    out = np.empty(int(starts[-1]), dtype=np.uint8)
+    row = starts[:-1]
+    _put(out, row, np.full(count, copyrows.FIELDS, dtype=">i2"))
+    _put(out, row + 2, np.full(count, 16, dtype=">i4"))
+    _put(out, row + 6, np.full(count, id_high, dtype=">u8"))
+    _put(out, row + 14, (rows.lines.astype(np.uint64) | np.uint64(id_low(0))).astype(">u8"))
+    at = row + 22
+    _put(out, at, first_len.astype(">i4"))
+    _copy(out, at + 4, name_data, name_starts, first_len)
+    at = at + 4 + first_len
+    _put(out, at, np.where(has_last, last_len, -1).astype(">i4"))
+    _copy(out, at + 4, name_data, first_end + 1, last_len)
+    at = at + 4 + last_len
+    _put(out, at, np.full(count, 2, dtype=">i4"))
+    _put(out, at + 4, rows.age.astype(">i2"))
+    at = at + 6
+    _put(out, at, place_len.astype(">i4"))
+    _copy(out, at + 4, place_data, place_starts, place_len)
+    at = at + 4 + place_len
+    _put(out, at, np.full(count, 8, dtype=">i4"))
+    _put(out, at + 4, np.full(count, file_seq, dtype=">i8"))
+    _put(out, at + 12, np.full(count, 8, dtype=">i4"))
+    _put(out, at + 16, rows.lines.astype(">i8"))
+    return out.tobytes(), starts
+
+
+def _strings(values: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A string array's bytes, and each value's start and end in them."""
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)[
+        values.offset:values.offset + len(values) + 1]
+    data = np.frombuffer(values.buffers()[2], dtype=np.uint8)
+    return data, offsets[:-1], offsets[1:]
+
+
+def _put(out: np.ndarray, at: np.ndarray, values: np.ndarray) -> None:
+    """Write each row's fixed-size big-endian value at its position."""
+    width = values.dtype.itemsize
+    out[at[:, None] + np.arange(width)] = values.view(np.uint8).reshape(-1, width)
+
+
+def _copy(out: np.ndarray, at: np.ndarray, data: np.ndarray, starts: np.ndarray,
+          lengths: np.ndarray) -> None:
+    """Copy each row's bytes data[starts:starts+lengths] to out[at:]."""
+    total = int(lengths.sum())
+    if total == 0:
+        return
+    within = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    out[np.repeat(at, lengths) + within] = data[np.repeat(starts, lengths) + within]

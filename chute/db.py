@@ -21,7 +21,7 @@ import psycopg2.extras
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection  # noqa: N812 - re-exported type
 
-from chute import metrics
+from chute import copyrows, metrics
 from chute.messages import FileDone, RowBatch
 
 log = logging.getLogger(__name__)
@@ -324,12 +324,15 @@ def load_batch(conn: Connection, table: str, batch: RowBatch) -> str | None:
 
 
 def _copy_rows(cur: Any, table: str, rows: bytes) -> None:
-    """COPY the rows; if some already exist (an earlier arrival of the same bytes that
-    failed half-way), insert only the missing ones instead: never a second copy."""
+    """COPY the rows (binary tuples, see copyrows); if some already exist (an earlier
+    arrival of the same bytes that failed half-way), insert only the missing ones
+    instead: never a second copy."""
     target = sql.SQL("public.{} " + ROW_COLUMNS).format(sql.Identifier(table))
+    stream = copyrows.wrap(rows)
     cur.execute("SAVEPOINT copy_rows")
     try:
-        cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(target), io.BytesIO(rows))
+        cur.copy_expert(sql.SQL("COPY {} FROM STDIN WITH (FORMAT binary)").format(target),
+                        io.BytesIO(stream))
     except psycopg2.errors.UniqueViolation:
         cur.execute("ROLLBACK TO SAVEPOINT copy_rows")
         cur.execute(
@@ -337,7 +340,8 @@ def _copy_rows(cur: Any, table: str, rows: bytes) -> None:
                 "CREATE TEMP TABLE incoming ON COMMIT DROP AS SELECT * FROM public.{} WITH NO DATA"
             ).format(sql.Identifier(table))
         )
-        cur.copy_expert("COPY incoming " + ROW_COLUMNS + " FROM STDIN", io.BytesIO(rows))
+        cur.copy_expert("COPY incoming " + ROW_COLUMNS + " FROM STDIN WITH (FORMAT binary)",
+                        io.BytesIO(stream))
         cur.execute(
             sql.SQL("INSERT INTO {} SELECT * FROM incoming ON CONFLICT DO NOTHING").format(target)
         )

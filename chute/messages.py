@@ -1,8 +1,8 @@
 """The messages that travel through RabbitMQ, with a schema version.
 
 FileArrived refers to a file, as an S3 event does; it never carries the content.
-RowBatch carries rows already in PostgreSQL COPY text format, so the loader hands them
-to COPY without re-encoding a single row. FileDone closes a file with its totals.
+RowBatch carries rows already in PostgreSQL's binary COPY format (see copyrows), so the
+loader hands them to COPY without re-encoding a single row. FileDone closes a file with its totals.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Self
 
-SCHEMA_VERSION = 1
+# 2: RowBatch rows are binary COPY tuples (1 had COPY text). A message of another version
+# is refused and dead-lettered, never loaded the wrong way.
+SCHEMA_VERSION = 2
 
 
 class MessageDecodeError(ValueError):
@@ -55,8 +57,9 @@ class FileDone(_JsonMessage):
 class RowBatch:
     """Rows and rejects of one slice of a file.
 
-    `rows` is COPY text for the loaded table's columns (id, first_name, last_name, age,
-    location, file_seq, line); `rejects` is COPY text for (file_id, line, reason, raw).
+    `rows` is binary COPY tuples for the loaded table's columns (id, first_name,
+    last_name, age, location, file_seq, line; see copyrows); `rejects` is COPY text for
+    (file_id, line, reason, raw).
     """
 
     KIND: ClassVar[str] = "row.batch"

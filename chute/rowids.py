@@ -10,25 +10,20 @@ nearly halves COPY time on a 1M-row file compared with uuid5).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 
 _VERSION_8 = 0x8 << 12
 _VARIANT = 0b10 << 62
 
 
-def row_id_factory(sha256_hex: str) -> Callable[[int], str]:
-    """Return `line -> uuid text` for one file; the prefix is computed once per file."""
-    high = int(sha256_hex[:16], 16)
-    high = (high & ~(0xF << 12)) | _VERSION_8
-    text = f"{high:016x}"
-    prefix = f"{text[:8]}-{text[8:12]}-{text[12:16]}-"
+def id_high(sha256_hex: str) -> int:
+    """The ids' first 64 bits for one file: the sha256's, with the version in them."""
+    return (int(sha256_hex[:16], 16) & ~(0xF << 12)) | _VERSION_8
 
-    def row_id(line: int) -> str:
-        low = f"{_VARIANT | line:016x}"
-        return f"{prefix}{low[:4]}-{low[4:]}"
 
-    return row_id
+def id_low(line: int) -> int:
+    """The ids' last 64 bits: the variant, then the line number."""
+    return _VARIANT | line
 
 
 def row_uuid(sha256_hex: str, line: int) -> uuid.UUID:
-    return uuid.UUID(row_id_factory(sha256_hex)(line))
+    return uuid.UUID(int=id_high(sha256_hex) << 64 | id_low(line))

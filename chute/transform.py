@@ -10,26 +10,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
+from chute import copyrows
 from chute.cleaning import Columns, HeaderError, clean_row, find_columns
-from chute.columnar import Rows, Scanner, row_texts
+from chute.columnar import Rows, Scanner, row_tuples
 from chute.csvstream import HAS_NUL, NOT_UTF8, Record, read_records
 from chute.messages import FileDone, RowBatch
-from chute.rowids import row_id_factory
+from chute.rowids import id_high, id_low
 
 # COPY text format: these characters must be escaped inside a value.
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-# A batch's COPY text, in characters: at most 4 bytes each, so a message stays far below
-# RabbitMQ's largest (128 MiB by default) whatever the batch size and however long the
-# rows and the raw text of rejects are. A refused publish would be retried for ever.
-MAX_BATCH_CHARS = 8 << 20
+# A batch's size in bytes (rows' COPY tuples and rejects' COPY text): a message stays far
+# below RabbitMQ's largest (128 MiB by default) whatever the batch size and however long
+# the rows and the raw text of rejects are. A refused publish would be retried for ever.
+MAX_BATCH_BYTES = 8 << 20
 
 
 class FileUnusable(Exception):
@@ -115,30 +114,29 @@ def open_records(stream: BinaryIO, columnar: bool = True
 
 def transform(
     stream: BinaryIO, file_id: str, file_seq: int, sha256: str, batch_size: int,
-    max_batch_chars: int = MAX_BATCH_CHARS, columnar: bool = True,
+    max_batch_bytes: int = MAX_BATCH_BYTES, columnar: bool = True,
 ) -> Iterator[RowBatch | FileDone]:
     """Yield the file's batches, then its FileDone. Raises FileUnusable before any batch.
 
-    A batch ends after `batch_size` records, or earlier once its COPY text reaches
-    `max_batch_chars`: both depend only on the file's bytes, so the cut is the same at
-    every attempt, and the same whichever way (columnar or row by row) a row was read.
+    A batch ends after `batch_size` records, or earlier once it holds `max_batch_bytes`:
+    both depend only on the file's bytes, so the cut is the same at every attempt, and
+    the same whichever way (columnar or row by row) a row was read.
     """
     columns, records = open_records(stream, columnar)
-    row_id = row_id_factory(sha256)
-    id_prefix = row_id(0)[:-12]  # all but the line number's 12 hex digits
-    seq = str(file_seq)
+    high = id_high(sha256)
+    id_start = high.to_bytes(8, "big")
     escape = _COPY_ESCAPES
-    batches = _Batches(file_id, batch_size, max_batch_chars)
+    batches = _Batches(file_id, batch_size, max_batch_bytes)
     total = 0
-    block, texts = None, None  # the latest block of columnar rows, formatted once
+    block, tuples = None, None  # the latest block of columnar rows, encoded once
 
     for record in records:
         if type(record) is Rows:
             if record.block is not block:
                 block = record.block
-                texts = _Texts(row_texts(block, id_prefix, seq))
+                tuples = _Tuples(*row_tuples(block, high, file_seq))
             total += len(record)
-            yield from batches.add_rows(texts, record.start, record.stop)
+            yield from batches.add_rows(tuples, record.start, record.stop)
             continue
         assert isinstance(record, Record)
         total += 1
@@ -146,23 +144,15 @@ def transform(
         result = record.error or clean_row(record.fields or [], columns)
         if type(result) is str:
             reason, raw = result.translate(escape), record.raw.translate(escape)
-            batches.rejects.append(f"{file_id}\t{line}\t{reason}\t{raw}\n")
-            text_chars = len(batches.rejects[-1])
+            text = f"{file_id}\t{line}\t{reason}\t{raw}\n".encode()
+            batches.rejects.append(text)
         else:
             first, last, age, location = result
-            # Cleaned names hold no tab, newline or CR (whitespace is collapsed): only
-            # backslashes need escaping.
-            last_text = "\\N" if last is None else last.replace("\\", "\\\\")
-            first_text = first.replace("\\", "\\\\")
-            location_text = location.replace("\\", "\\\\")
-            text = (
-                f"{row_id(line)}\t{first_text}\t{last_text}\t{age}\t"
-                f"{location_text}\t{seq}\t{line}\n"
-            )
-            batches.rows.append(text.encode())
+            row_id = id_start + id_low(line).to_bytes(8, "big")
+            text = copyrows.row(row_id, first, last, age, location, file_seq, line)
+            batches.rows.append(text)
             batches.row_count += 1
-            text_chars = len(text)
-        batches.chars += text_chars
+        batches.size += len(text)
         if batches.full():
             yield batches.cut()
     if batches.row_count or batches.rejects:
@@ -173,19 +163,19 @@ def transform(
 class _Batches:
     """The batch being filled, and where to cut it (see transform)."""
 
-    def __init__(self, file_id: str, batch_size: int, max_chars: int) -> None:
+    def __init__(self, file_id: str, batch_size: int, max_bytes: int) -> None:
         self.file_id = file_id
         self.batch_size = batch_size
-        self.max_chars = max_chars
+        self.max_bytes = max_bytes
         self.batch_no = 0
-        self.rows: list[bytes] = []  # COPY text of rows, in pieces
+        self.rows: list[bytes] = []  # COPY tuples of rows, in pieces
         self.row_count = 0
-        self.rejects: list[str] = []  # COPY text of rejects, a line each
-        self.chars = 0
+        self.rejects: list[bytes] = []  # COPY text of rejects, a line each
+        self.size = 0  # bytes
 
     def full(self) -> bool:
         return (self.row_count + len(self.rejects) >= self.batch_size
-                or self.chars >= self.max_chars)
+                or self.size >= self.max_bytes)
 
     def cut(self) -> RowBatch:
         batch = RowBatch(
@@ -194,41 +184,33 @@ class _Batches:
             row_count=self.row_count,
             reject_count=len(self.rejects),
             rows=b"".join(self.rows),
-            rejects="".join(self.rejects).encode(),
+            rejects=b"".join(self.rejects),
         )
         self.batch_no += 1
         self.rows.clear()
         self.row_count = 0
         self.rejects.clear()
-        self.chars = 0
+        self.size = 0
         return batch
 
-    def add_rows(self, texts: _Texts, start: int, stop: int) -> Iterator[RowBatch]:
-        """Add rows start..stop's COPY lines, cutting where adding them one by one would."""
-        chars = texts.chars
+    def add_rows(self, tuples: _Tuples, start: int, stop: int) -> Iterator[RowBatch]:
+        """Add rows start..stop, cutting where adding them one by one would."""
+        ends = tuples.starts
         while start < stop:
-            # The batch is full after row k once its records or characters reach their
-            # limit: take the rows up to the first such k, or all of them.
+            # The batch is full after row k once its records or bytes reach their limit:
+            # take the rows up to the first such k, or all of them.
             by_count = start + self.batch_size - self.row_count - len(self.rejects)
-            by_chars = int(np.searchsorted(
-                chars, chars[start] + self.max_chars - self.chars, side="left"))
-            end = min(by_count, by_chars, stop)
-            self.rows.append(texts.data[texts.offsets[start]:texts.offsets[end]])
+            by_size = int(np.searchsorted(
+                ends, ends[start] + self.max_bytes - self.size, side="left"))
+            end = min(by_count, by_size, stop)
+            self.rows.append(tuples.data[ends[start]:ends[end]])
             self.row_count += end - start
-            self.chars += int(chars[end] - chars[start])
+            self.size += int(ends[end] - ends[start])
             start = end
             if self.full():
                 yield self.cut()
 
 
-class _Texts:
-    """COPY lines of a block of rows as one bytes object, with each line's offset and
-    the running count of characters (the batch limit counts characters)."""
-
-    def __init__(self, texts: pa.LargeStringArray) -> None:
-        count = len(texts)
-        offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)[
-            texts.offset:texts.offset + count + 1]
-        self.offsets = offsets - offsets[0]
-        self.data = texts.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
-        self.chars = np.concatenate(([0], np.cumsum(pc.utf8_length(texts).to_numpy())))
+class _Tuples(NamedTuple):
+    data: bytes  # a block's rows as COPY tuples
+    starts: np.ndarray  # where each row starts, and the end as a last entry

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chute import db
+from chute import copyrows, db
 from chute.broker import (
     BATCHES,
     DEAD_NOTIFY,
@@ -26,7 +26,7 @@ from chute.broker import (
     Delivery,
     dead_letters,
 )
-from chute.messages import FileArrived, FileDone, RowBatch
+from chute.messages import SCHEMA_VERSION, FileArrived, FileDone, RowBatch
 from chute.transform import transform
 from harness import AMQP, Environment, Services, wait_until
 
@@ -139,9 +139,9 @@ def test_poison_messages_are_dead_lettered_and_do_not_block_the_queue(
         environment: Environment, services: Services, conn: db.Connection,
         broker: Broker) -> None:
     garbage = b"\xff\xfe this is not a batch"
-    broker.publish(FILES, {"kind": "file.arrived", "v": 1}, b"{not json")
+    broker.publish(FILES, {"kind": "file.arrived", "v": SCHEMA_VERSION}, b"{not json")
     broker.publish(BATCHES, {}, garbage)  # no headers at all
-    broker.publish(BATCHES, {"kind": "row.batch", "v": 1, "file_id": "not-a-uuid",
+    broker.publish(BATCHES, {"kind": "row.batch", "v": SCHEMA_VERSION, "file_id": "not-a-uuid",
                              "batch_no": 0, "row_count": 0, "reject_count": 0,
                              "rows_bytes": 0}, b"")
     file_id, messages = claim(environment, conn, "after.csv", people(12, "After"), 5)
@@ -165,8 +165,12 @@ def test_a_batch_that_keeps_failing_fails_its_file_until_it_is_retried(
     file_id, messages = claim(environment, conn, "refused.csv", people(6, "Refused"), 3)
     good, bad, done = messages
     # Age 999 breaks the table's CHECK: PostgreSQL refuses this batch every time.
-    refused = RowBatch(bad.file_id, bad.batch_no, bad.row_count, bad.reject_count,
-                       bad.rows.replace(b"\t3\t", b"\t999\t"), bad.rejects)
+    broken = b"".join(copyrows.row(uuid.UUID(str(row_id)).bytes, first, last, 999, place,
+                                   seq, line)  # type: ignore[arg-type]
+                      for row_id, first, last, _age, place, seq, line
+                      in copyrows.read(bad.rows))
+    refused = RowBatch(bad.file_id, bad.batch_no, bad.row_count, bad.reject_count, broken,
+                       bad.rejects)
     assert refused.rows != bad.rows
     publish(broker, [good, refused, done])
     services.start("loader")

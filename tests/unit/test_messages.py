@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chute.messages import FileArrived, FileDone, MessageDecodeError, RowBatch
+from chute.messages import SCHEMA_VERSION, FileArrived, FileDone, MessageDecodeError, RowBatch
 
 
 def test_file_arrived_round_trips() -> None:
@@ -31,10 +31,10 @@ def test_every_message_names_its_file_in_the_headers() -> None:
     [
         (None, b"{}"),
         ({"kind": "file.arrived", "v": 99}, b"{}"),
-        ({"kind": "file.arrived", "v": 1}, b"not json"),
-        ({"kind": "file.arrived", "v": 1}, b"[1]"),
-        ({"kind": "file.arrived", "v": 1}, b'{"file_id": "x"}'),
-        ({"kind": "file.done", "v": 1}, b"{}"),
+        ({"kind": "file.arrived", "v": SCHEMA_VERSION}, b"not json"),
+        ({"kind": "file.arrived", "v": SCHEMA_VERSION}, b"[1]"),
+        ({"kind": "file.arrived", "v": SCHEMA_VERSION}, b'{"file_id": "x"}'),
+        ({"kind": "file.done", "v": SCHEMA_VERSION}, b"{}"),
     ],
 )
 def test_undecodable_file_events_raise_one_error_type(headers: dict | None, body: bytes) -> None:
@@ -44,4 +44,12 @@ def test_undecodable_file_events_raise_one_error_type(headers: dict | None, body
 
 def test_a_batch_without_its_headers_is_undecodable() -> None:
     with pytest.raises(MessageDecodeError):
-        RowBatch.decode({"kind": "row.batch", "v": 1}, b"rows")
+        RowBatch.decode({"kind": "row.batch", "v": SCHEMA_VERSION}, b"rows")
+
+
+def test_a_batch_of_the_text_format_version_is_refused() -> None:
+    """Version 1 batches held COPY text: loading one as binary tuples would fail, so it is
+    refused (and dead-lettered by the loader) with the reason."""
+    headers, body = RowBatch("f", 0, 0, 0, b"", b"").encode()
+    with pytest.raises(MessageDecodeError, match="unsupported row.batch schema version 1"):
+        RowBatch.decode(headers | {"v": 1}, body)

@@ -15,11 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chute import copyrows
 from chute.cleaning import Columns, clean_row
 from chute.csvstream import RAW_LIMIT
 from chute.messages import FileDone, RowBatch
 from chute.rowids import row_uuid
-from chute.transform import MAX_BATCH_CHARS, FileUnusable, open_records, transform
+from chute.transform import MAX_BATCH_BYTES, FileUnusable, open_records, transform
 
 FILE_ID = "6f1c3c1e-0000-4000-8000-000000000001"
 HEADER = b"fullname,age,location\n"
@@ -29,10 +30,10 @@ Loaded = tuple[int, str, "str | None", int, str]  # line, first_name, last_name,
 Rejected = tuple[int, str, str]  # line, reason, raw
 
 
-def run(data: bytes, batch_size: int = 3, max_batch_chars: int = MAX_BATCH_CHARS,
+def run(data: bytes, batch_size: int = 3, max_batch_bytes: int = MAX_BATCH_BYTES,
         ) -> tuple[list[RowBatch], FileDone]:
     messages = list(transform(io.BytesIO(data), FILE_ID, 7, _sha(data), batch_size,
-                              max_batch_chars))
+                              max_batch_bytes))
     done = messages.pop()
     assert isinstance(done, FileDone)
     batches = [m for m in messages if isinstance(m, RowBatch)]
@@ -81,9 +82,9 @@ def loaded(data: bytes, batches: list[RowBatch]) -> list[Loaded]:
     """Every loaded row, checking its id (from the content and line) and file_seq."""
     out = []
     for batch in batches:
-        for row_id, first, last, age, location, seq, line in copy_text(batch.rows, 7):
-            assert (row_id, seq) == (str(row_uuid(_sha(data), int(line))), "7")
-            out.append((int(line), first, last, int(age), location))
+        for row_id, first, last, age, location, seq, line in copyrows.read(batch.rows):
+            assert (row_id, seq) == (str(row_uuid(_sha(data), line)), 7)  # type: ignore[arg-type]
+            out.append((line, first, last, age, location))  # type: ignore[arg-type]
     return out
 
 
@@ -272,14 +273,14 @@ def test_hostile_bytes_are_rejected_row_by_row() -> None:
 
 
 def test_batches_are_also_cut_by_size() -> None:
-    # Rejects of ~4 kB of raw text each: with a budget of 10,000 characters, a batch holds
+    # Rejects of ~4 kB of raw text each: with a budget of 10,000 bytes, a batch holds
     # three of them however large the batch size, so no message can outgrow the broker.
     data = HEADER + b"".join(b"Name %d,%d,%s\n" % (i, 200 + i, b"x" * 5000) for i in range(7))
 
-    batches, done = run(data, batch_size=1000, max_batch_chars=10_000)
+    batches, done = run(data, batch_size=1000, max_batch_bytes=10_000)
 
     assert [(b.batch_no, b.reject_count) for b in batches] == [(0, 3), (1, 3), (2, 1)]
-    assert all(len(b.rejects.decode()) < 10_000 + 4200 for b in batches)
+    assert all(len(b.rejects) < 10_000 + 4200 for b in batches)
     assert [line for line, _, _ in rejected(batches)] == list(range(2, 9))
     assert done == FileDone(file_id=FILE_ID, batches=3, rows_total=7)
 
