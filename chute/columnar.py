@@ -43,7 +43,8 @@ _FIRST_WINDOW = 2  # lines; enough for a record on one line, doubled while a rec
 # A canonical age: what cleaning's fast path accepts (str(n) for n in 0..150).
 _CANONICAL_AGE = "^(?:[0-9]|[1-9][0-9]|1[0-4][0-9]|150)$"
 assert AGE_MAX == 150  # the pattern spells the range out
-_SPACE = 32
+_BYTES = pa.large_binary()
+_NOTHING = pa.scalar(b"", _BYTES)
 
 
 @dataclass(frozen=True)
@@ -215,16 +216,21 @@ def _plain_lines(data: bytes, view: np.ndarray, starts: np.ndarray, ends: np.nda
 def _not_printable_utf8(data: bytes, view: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                         text_ends: np.ndarray) -> np.ndarray:
     """Lines that are not UTF-8 or hold a character Python's isprintable() refuses (which
-    includes every whitespace character but the space): cleaning treats those specially."""
+    includes every whitespace character but the space): cleaning treats those specially.
+
+    ASCII ones are found by the caller; here only the other characters are checked. In
+    valid UTF-8 the bytes of those characters are exactly the bytes >= 0x80, so those
+    bytes alone decode to them, and one isprintable() covers a whole block.
+    """
     bad = np.zeros(len(ends), dtype=bool)
+    wide = view >= 128
     try:
-        text = data.decode()
-        if text.replace("\r\n", "").replace("\n", "").isprintable():
+        data.decode()
+        if view[wide].tobytes().decode().isprintable():
             return bad
     except UnicodeDecodeError:
         pass
-    wide = np.unique(np.searchsorted(ends, np.flatnonzero(view >= 128)))
-    for i in wide:
+    for i in np.unique(np.searchsorted(ends, np.flatnonzero(wide))):
         try:
             bad[i] = not data[starts[i]:text_ends[i]].decode().isprintable()
         except UnicodeDecodeError:
@@ -319,68 +325,55 @@ def _collapse(values: pa.Array) -> pa.Array:
 
 def row_tuples(rows: RowBlock, id_high: int, file_seq: int) -> tuple[bytes, np.ndarray]:
     """The rows as binary COPY tuples (see copyrows.row, which makes the same bytes one
-    row at a time), and where each row starts in them (with the end as a last entry)."""
+    row at a time), and where each row starts in them (with the end as a last entry).
+
+    A tuple is its fixed-size parts (lengths, id, age, file_seq, line: numpy structured
+    arrays, filled a field at a time) joined with the names and location by Arrow.
+    """
     count = len(rows.lines)
-    name_data, name_starts, name_ends = _strings(rows.fullname)
-    place_data, place_starts, place_ends = _strings(rows.location)
     # "first rest": the first space ends first_name; a single word has no last_name.
-    spaces = np.flatnonzero(name_data == _SPACE)
-    at = np.searchsorted(spaces, name_starts)
-    split = spaces[np.minimum(at, max(len(spaces) - 1, 0))] if len(spaces) else name_ends
-    has_last = (at < len(spaces)) & (split < name_ends)
-    first_end = np.where(has_last, split, name_ends)
-    first_len = first_end - name_starts
-    last_len = np.where(has_last, name_ends - first_end - 1, 0)
-    place_len = place_ends - place_starts
-    # Each row: 2 + (4+16) + (4+first) + (4+last) + (4+2) + (4+location) + (4+8) + (4+8).
-    sizes = 64 + first_len + last_len + place_len
-    starts = np.zeros(count + 1, dtype=np.int64)
-    np.cumsum(sizes, out=starts[1:])
-    out = np.empty(int(starts[-1]), dtype=np.uint8)
-    row = starts[:-1]
-    _put(out, row, np.full(count, copyrows.FIELDS, dtype=">i2"))
-    _put(out, row + 2, np.full(count, 16, dtype=">i4"))
-    _put(out, row + 6, np.full(count, id_high, dtype=">u8"))
-    _put(out, row + 14, (rows.lines.astype(np.uint64) | np.uint64(id_low(0))).astype(">u8"))
-    at = row + 22
-    _put(out, at, first_len.astype(">i4"))
-    _copy(out, at + 4, name_data, name_starts, first_len)
-    at = at + 4 + first_len
-    _put(out, at, np.where(has_last, last_len, -1).astype(">i4"))
-    _copy(out, at + 4, name_data, first_end + 1, last_len)
-    at = at + 4 + last_len
-    _put(out, at, np.full(count, 2, dtype=">i4"))
-    _put(out, at + 4, rows.age.astype(">i2"))
-    at = at + 6
-    _put(out, at, place_len.astype(">i4"))
-    _copy(out, at + 4, place_data, place_starts, place_len)
-    at = at + 4 + place_len
-    _put(out, at, np.full(count, 8, dtype=">i4"))
-    _put(out, at + 4, np.full(count, file_seq, dtype=">i8"))
-    _put(out, at + 12, np.full(count, 8, dtype=">i4"))
-    _put(out, at + 16, rows.lines.astype(">i8"))
-    return out.tobytes(), starts
+    words = pc.split_pattern(rows.fullname, " ", max_splits=1)
+    starts = words.offsets.to_numpy()
+    two = np.diff(starts) == 2
+    first = words.values.take(pa.array(starts[:-1]))
+    last = words.values.take(pa.array(starts[:-1] + 1, mask=~two))
+    head = np.empty(count, dtype=[("fields", ">i2"), ("id_length", ">i4"), ("id_high", ">u8"),
+                                  ("id_low", ">u8"), ("first_length", ">i4")])
+    head["fields"] = copyrows.FIELDS
+    head["id_length"] = 16
+    head["id_high"] = id_high
+    head["id_low"] = rows.lines.astype(np.uint64) | np.uint64(id_low(0))
+    head["first_length"] = _lengths(first)
+    last_length = np.where(two, _lengths(last, fill=0), -1).astype(">i4")
+    middle = np.empty(count, dtype=[("age_length", ">i4"), ("age", ">i2"),
+                                    ("location_length", ">i4")])
+    middle["age_length"] = 2
+    middle["age"] = rows.age
+    middle["location_length"] = _lengths(rows.location)
+    tail = np.empty(count, dtype=[("seq_length", ">i4"), ("seq", ">i8"),
+                                  ("line_length", ">i4"), ("line", ">i8")])
+    tail["seq_length"] = 8
+    tail["seq"] = file_seq
+    tail["line_length"] = 8
+    tail["line"] = rows.lines
+    tuples = pc.binary_join_element_wise(
+        _binary(head), first.cast(_BYTES), _binary(last_length), last.cast(_BYTES),
+        _binary(middle), rows.location.cast(_BYTES), _binary(tail), _NOTHING,
+        null_handling="replace", null_replacement="")
+    offsets = np.frombuffer(tuples.buffers()[1], dtype=np.int64)[
+        tuples.offset:tuples.offset + count + 1]
+    data = tuples.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
+    return data, offsets - offsets[0]
 
 
-def _strings(values: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A string array's bytes, and each value's start and end in them."""
-    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)[
-        values.offset:values.offset + len(values) + 1]
-    data = np.frombuffer(values.buffers()[2], dtype=np.uint8)
-    return data, offsets[:-1], offsets[1:]
+def _lengths(values: pa.Array, fill: int = -1) -> np.ndarray:
+    """Each value's length in bytes (`fill` for a null)."""
+    return pc.fill_null(pc.binary_length(values), fill).to_numpy()
 
 
-def _put(out: np.ndarray, at: np.ndarray, values: np.ndarray) -> None:
-    """Write each row's fixed-size big-endian value at its position."""
-    width = values.dtype.itemsize
-    out[at[:, None] + np.arange(width)] = values.view(np.uint8).reshape(-1, width)
-
-
-def _copy(out: np.ndarray, at: np.ndarray, data: np.ndarray, starts: np.ndarray,
-          lengths: np.ndarray) -> None:
-    """Copy each row's bytes data[starts:starts+lengths] to out[at:]."""
-    total = int(lengths.sum())
-    if total == 0:
-        return
-    within = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    out[np.repeat(at, lengths) + within] = data[np.repeat(starts, lengths) + within]
+def _binary(fixed: np.ndarray) -> pa.Array:
+    """A numpy array of fixed-size records as an Arrow binary array, one value each."""
+    width = fixed.dtype.itemsize
+    array = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(width), len(fixed), [None, pa.py_buffer(fixed.tobytes())])
+    return array.cast(_BYTES)
