@@ -42,7 +42,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
-# The pipeline benchmark (about 12 minutes here): prints a table, writes bench/results/latest.json.
+# The pipeline benchmark (about 3 minutes here): prints a table, writes bench/results/latest.json.
 bench: install
 	$(BIN)/python -m bench.run --sizes 1000000,5000000
 

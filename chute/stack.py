@@ -17,9 +17,10 @@ from chute.service import Stop, load_config, prepare_database
 
 SERVICES = ("watcher", "transformer", "loader", "api")
 # Processes per service. Two loaders: PostgreSQL's work for a batch (the COPY and its
-# indexes) runs in the loader's backend, and with one loader it is the pipeline's limit;
-# measured on 2 cores, 1M rows take 9.2 s with one loader and 6.5 s with two (bench/).
-# docker-compose.yml runs as many (a test checks).
+# indexes) runs in the loader's backend, and with one loader that backend is the limit.
+# Measured on 2 cores (make bench, 1M rows, two runs each): 6.7-8.1 s with one loader,
+# 6.5-6.9 s with two, which cost PostgreSQL about 2 CPU-seconds more in lock contention;
+# on more cores the gap grows. docker-compose.yml runs as many (a test checks).
 REPLICAS = {"loader": 2}
 GRACE_SECONDS = 15.0
 
