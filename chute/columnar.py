@@ -40,6 +40,8 @@ BLOCK = 1 << 20
 # gives it back, which keeps the transformer's peak RSS flat and about 45 MB lower.
 pa.set_memory_pool(pa.system_memory_pool())
 _FIRST_WINDOW = 2  # lines; enough for a record on one line, doubled while a record runs on
+_BLANK_BYTES = np.array([9, 11, 12, 28, 29, 30, 31, 32], dtype=np.uint8)
+_SLOW_SHARE = 4  # a block with more than 1 line in 4 for the slow way goes that way whole
 # A canonical age: what cleaning's fast path accepts (str(n) for n in 0..150).
 _CANONICAL_AGE = "^(?:[0-9]|[1-9][0-9]|1[0-4][0-9]|150)$"
 assert AGE_MAX == 150  # the pattern spells the range out
@@ -136,17 +138,26 @@ class Scanner:
         else:
             plain, blank, quoted = _plain_lines(data, view, starts, ends, self._columns,
                                                 self._limit)
+            if _mostly_slow(plain, blank):
+                plain[:] = False
             if plain.any():
                 cleaned = _clean(data, ends, plain, quoted, first_line, self._columns)
                 plain[plain] = cleaned.valid  # rows the fast rules cannot settle go slow
+                if _mostly_slow(plain, blank):
+                    plain[:], cleaned = False, None
         plain_before = np.concatenate(([0], np.cumsum(plain)))  # index into cleaned.rows
+        plain_at = np.flatnonzero(plain)
         at = 0  # first line not yet yielded
         for odd in np.flatnonzero(~plain & ~blank):
             if odd < at:
                 continue  # a window already read it
             if cleaned is not None and plain_before[odd] > plain_before[at]:
                 yield Rows(cleaned.rows, int(plain_before[at]), int(plain_before[odd]))
-            window = _FIRST_WINDOW
+            # The window takes the whole run of lines the fast path left, and the plain
+            # line after it, whose record start ends the run's last record.
+            next_plain = plain_at[np.searchsorted(plain_at, odd):][:1]
+            run = int(next_plain[0]) - odd + 1 if len(next_plain) else count - odd
+            window = _FIRST_WINDOW if before_header else max(_FIRST_WINDOW, run)
             while True:
                 stop = min(odd + window, count)
                 piece = io.BytesIO(data[starts[odd]:ends[stop - 1] + 1])
@@ -182,6 +193,13 @@ class _Prefixed:
         return self._rest(size)
 
 
+def _mostly_slow(plain: np.ndarray, blank: np.ndarray) -> bool:
+    """Whether a block is better read the slow way as a whole: when most of its lines go
+    that way anyway (a file whose every age reads "25.0", or every line has a tab), one
+    csv reader over the block is cheaper than a window for each run of them."""
+    return int(np.count_nonzero(~plain & ~blank)) * _SLOW_SHARE > len(plain)
+
+
 @dataclass(frozen=True)
 class _Cleaned:
     rows: RowBlock  # the rows of the plain lines that passed, in order
@@ -195,7 +213,10 @@ def _plain_lines(data: bytes, view: np.ndarray, starts: np.ndarray, ends: np.nda
     count = len(ends)
     crlf = (ends > starts) & (view[np.maximum(ends - 1, 0)] == 13)
     text_ends = ends - crlf
-    blank = text_ends == starts
+    # Blank: nothing but ASCII whitespace other than CR (what str.strip() removes), which
+    # the csv reader gives as one whitespace field and both ways skip.
+    solid = np.concatenate(([0], np.cumsum(~np.isin(view, _BLANK_BYTES))))
+    blank = solid[text_ends] == solid[starts]
     odd = np.zeros(count, dtype=bool)
     # Backslashes and control characters; a CR only counts outside a final CRLF.
     special = (view == 92) | (view == 127) | ((view < 32) & (view != 10))

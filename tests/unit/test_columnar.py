@@ -125,3 +125,22 @@ def test_a_record_longer_than_any_block_is_read_the_slow_way(block: int) -> None
         assert run(data, True, 10, 1 << 23) == run(data, False, 10, 1 << 23)
     finally:
         columnar.BLOCK = saved
+
+
+@pytest.mark.parametrize("line", [b"Ann Lee,25.0,Oslo", b"Ann\tLee,25,Oslo", b"   ",
+                                  b'"Ann\nLee",25,Oslo'])
+def test_lines_the_fast_path_refuses_are_read_in_a_few_csv_readers_not_one_each(
+        monkeypatch: pytest.MonkeyPatch, line: bytes) -> None:
+    """A file whose every line goes the slow way must cost about what the reference does:
+    the block (or a run of such lines) goes to one csv reader, not a window per line."""
+    calls = []
+    real = columnar.read_records
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(columnar, "read_records", counting)
+    data = b"fullname,age,location\n" + (line + b"\n") * 2000
+    assert run(data, True, 100, 1 << 23) == run(data, False, 100, 1 << 23)
+    assert len(calls) < 20  # a window that finds no record end doubles: log2(2000) = 11
