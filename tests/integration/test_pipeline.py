@@ -14,8 +14,10 @@ SAMPLE_ROWS = [
 
 
 def test_sample_is_loaded_in_file_order(environment: Environment, stack: Services) -> None:
-    shutil.copy(REPO / "data" / "sample.csv",
-                environment.inbox / "sample.csv")
+    # copyfile, as `cp` does: copy() also sets the mode after closing the file, by which
+    # time the watcher may have claimed (moved) it.
+    shutil.copyfile(REPO / "data" / "sample.csv",
+                    environment.inbox / "sample.csv")
 
     state = environment.wait_final("sample.csv")
 
