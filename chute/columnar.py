@@ -1,10 +1,10 @@
-"""The transformer's fast path: plain lines parsed, cleaned and formatted as columns.
+"""The transformer's fast path: plain lines parsed, cleaned and encoded as columns.
 
 Per-row Python was the transformer's whole cost. Most lines of a real people file are
 plain: a whole record on one line, fields quoted or not, no backslash, no control or other
 non-printable character, an age written canonically and names that need at most their
-spaces trimmed. A block of about 4 MB is classified with numpy, and its plain lines are
-split, cleaned and formatted with Arrow compute functions, a column at a time.
+spaces trimmed. A block of 1 MiB is classified with numpy, and its plain lines are split
+and cleaned with Arrow compute functions and encoded as COPY tuples, a column at a time.
 
 Every other line goes the slow way, exactly as if the whole file went that way: a window
 of lines starting at it is read by csvstream.read_records, which says where its records
@@ -273,12 +273,10 @@ def _clean(data: bytes, ends: np.ndarray, plain: np.ndarray, quoted: np.ndarray,
            first_line: int, columns: Columns) -> _Cleaned:
     """cleaning.clean_row's rules for plain lines, a column at a time.
 
-    A line is split by a pattern that matches only a whole record of exactly the header's
-    number of fields, each unquoted without quotes or quoted with its quotes doubled:
-    what the csv reader reads the same way. Plain lines hold no whitespace but spaces, so
-    trimming and collapsing is about spaces only. A line the pattern refuses, or a row
-    the fast rules cannot settle (a reject, or an age that needs parsing), is marked not
-    valid: the slow way reads it and gives a reject its reason.
+    Lines are split into fields by _fields. Plain lines hold no whitespace but spaces, so
+    trimming and collapsing is about spaces only. A quoted line _fields' pattern refuses,
+    or a row the fast rules cannot settle (a reject, or an age that needs parsing), is
+    marked not valid: the slow way reads it and gives a reject its reason.
     """
     chosen = np.flatnonzero(plain)
     offsets = np.minimum(np.concatenate(([0], ends + 1)), len(data)).astype(np.int64)
