@@ -1220,7 +1220,7 @@ def _numeric_column(values: pa.Array, precision: int, scale: int, valid: np.ndar
     columns = np.minimum(first[:, None] + np.arange(groups.shape[1]), groups.shape[1] - 1)
     shifted = np.take_along_axis(groups, columns, axis=1).astype(">i2")
     rows = np.hstack((head.view(np.uint8).reshape(count, 12),
-                      shifted.view(np.uint8).reshape(count, -1)))
+                      shifted.view(np.uint8).reshape(count, 2 * groups.shape[1])))
     sizes = np.where(valid, 12 + 2 * digits, 4)
     keep = np.arange(rows.shape[1]) < sizes[:, None]
     offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
