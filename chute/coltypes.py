@@ -54,6 +54,7 @@ from __future__ import annotations
 import re
 import struct
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -781,26 +782,44 @@ def _column_boolean(texts: pa.Array, rules: Rules) -> tuple[pa.Array, np.ndarray
 
 
 def _column_uuid(texts: pa.Array, rules: Rules) -> tuple[pa.Array, np.ndarray]:
-    hexes = "[0-9a-fA-F]"
-    ok = _shape(texts, rf"^(?:{hexes}{{8}}-{hexes}{{4}}-{hexes}{{4}}-{hexes}{{4}}-"
-                       rf"{hexes}{{12}}|{hexes}{{32}})$")
+    """Canonical (8-4-4-4-12) and plain (32 hex digits) spellings: the hyphens are
+    checked at their places and removed, leaving 32 characters a row, one matrix."""
+    lengths = _np(pc.binary_length(texts), 0)
+    ok = (lengths == 36) | (lengths == 32)
     raw = np.zeros((len(texts), 16), dtype=np.uint8)
     if ok.any():
+        view, starts, _ = _bytes_of(texts)
+        dashed = lengths == 36
+        for at in (8, 13, 18, 23):
+            ok[dashed] &= view[starts[dashed] + at] == ord("-")
         digits = pc.replace_substring(texts.filter(pa.array(ok)), "-", "")
-        view, starts, _ = _bytes_of(digits)
-        chars = view[starts[:, None] + np.arange(32)]
-        nibbles = _HEX_VALUE[chars]
+        view, starts, lengths = _bytes_of(digits)
+        # Exactly four hyphens, at their places, leave 32 characters.
+        settled = lengths == 32
+        chars = _matrix(view, starts, 32) if settled.all() else \
+            np.zeros((len(starts), 32), dtype=np.uint8)
+        if not settled.all():
+            chars[settled] = _matrix(*_bytes_of(digits.filter(pa.array(settled)))[:2], 32)
+        lower = chars | 0x20
+        settled &= (((chars >= 48) & (chars <= 57)) | ((lower >= 97) & (lower <= 102))
+                    ).all(axis=1)
+        # '0'-'9' -> 0-9, 'a'-'f' and 'A'-'F' -> 10-15.
+        nibbles = (chars & 0x0F) + 9 * (chars >> 6)
         raw[ok] = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
+        ok[ok] = settled
     storage = pa.FixedSizeBinaryArray.from_buffers(
         pa.binary(16), len(texts), [None, pa.py_buffer(raw.tobytes())])
     storage = pc.if_else(pa.array(ok), storage, pa.scalar(None, pa.binary(16)))
     return pa.ExtensionArray.from_storage(pa.uuid(), storage), ok
 
 
-_HEX_VALUE = np.zeros(256, dtype=np.uint8)
-for _i, _c in enumerate(b"0123456789abcdef"):
-    _HEX_VALUE[_c] = _i
-    _HEX_VALUE[bytes([_c]).upper()[0]] = _i
+def _matrix(view: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """The bytes of values that all have `width` bytes and follow one another (as in an
+    array Arrow just built), one row each."""
+    if not len(starts):
+        return np.zeros((0, width), dtype=np.uint8)
+    first = int(starts[0])
+    return view[first:first + width * len(starts)].reshape(len(starts), width)
 
 
 def _bytes_of(texts: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -898,8 +917,7 @@ def _column_timestamp(texts: pa.Array, rules: Rules) -> tuple[pa.Array, np.ndarr
                            rf"(?::[0-9]{{2}}(?:\.[0-9]{{1,6}})?)?{zone})?$")
         fields = {name: np.zeros(count, dtype=np.int64) for name in
                   ("year", "month", "day", "hour", "minute", "second", "micro")}
-        if ok.any():
-            _read_iso(texts.filter(pa.array(ok)), ok, fields, offset, has_offset)
+        _read_iso(texts, ok, fields, offset, has_offset)
         late = fields["hour"] == 24  # 24:00 is the next day's midnight
         late &= (fields["minute"] == 0) & (fields["second"] == 0) & (fields["micro"] == 0)
     days, valid = _days(fields)
@@ -929,68 +947,71 @@ def _column_timestamp(texts: pa.Array, rules: Rules) -> tuple[pa.Array, np.ndarr
     return pa.array(micros, pa.int64(), mask=~ok).view(rules.type.arrow_type), ok
 
 
-def _read_iso(shaped: pa.Array, ok: np.ndarray, fields: dict[str, np.ndarray],
+def _read_iso(texts: pa.Array, ok: np.ndarray, fields: dict[str, np.ndarray],
               offset: np.ndarray, has_offset: np.ndarray) -> None:
     """Fill fields (and the UTC offset) at ok's rows from ISO texts of the shape checked
-    by _column_timestamp: YYYY-MM-DD, then optionally [T ]HH:MM[:SS[.f]][offset]."""
-    view, starts, lengths = _bytes_of(shaped)
-    # Every sign after the date (position 16 on) starts the offset.
-    signs = np.zeros(len(starts), dtype=np.int64)
-    zone_length = np.zeros(len(starts), dtype=np.int64)
-    last = view[starts + lengths - 1]
-    zone_length[(lengths > 16) & (last == ord("Z"))] = 1
-    for width in (3, 5, 6):
-        at = starts + np.maximum(lengths - width, 0)
-        sign = (lengths - width >= 16) & ((view[at] == ord("+")) | (view[at] == ord("-")))
-        zone_length[sign] = width
-        signs[sign] = np.where(view[at[sign]] == ord("-"), -1, 1)
-    base = lengths - zone_length  # the date and time without the offset
-    timed = base >= 16
-    seconds = base >= 19
-    fraction_digits = np.clip(base - 20, 0, 6)
-    read = {"year": _digits(view, starts, 0, 4), "month": _digits(view, starts, 5, 2),
-            "day": _digits(view, starts, 8, 2),
-            "hour": _digits(view, starts, 11, 2, timed),
-            "minute": _digits(view, starts, 14, 2, timed),
-            "second": _digits(view, starts, 17, 2, seconds)}
-    micro = np.zeros(len(starts), dtype=np.int64)
-    for place in range(6):
-        micro += _digits(view, starts, 20 + place, 1, fraction_digits > place) \
-            * 10 ** (5 - place)
-    read["micro"] = micro
-    for name, values in read.items():
-        fields[name][ok] = values
-    hours = _digits(view, starts + base, 1, 2, signs != 0)
-    minutes = _digits(view, starts + base + np.where(zone_length == 6, 4, 3), 0, 2,
-                      zone_length >= 5)
-    good_zone = (hours <= _MAX_OFFSET_HOURS) & (minutes <= 59)
-    offset[ok] = signs * (hours * 3600 + minutes * 60)
-    has_offset[ok] = zone_length > 0
-    ok[ok] = good_zone  # the row path says why
+    by _column_timestamp: YYYY-MM-DD, then optionally [T ]HH:MM[:SS[.f]][offset].
+
+    Texts of one length and one offset form have every field at the same place, so each
+    such group is read as a matrix, a field being a few of its columns."""
+    good_zone = np.ones(len(texts), dtype=bool)
+    for rows, matrix in _by_length(texts, ok):
+        length = matrix.shape[1]
+        # The offset's length: every sign after the date (position 16 on) starts it.
+        zone = np.zeros(len(rows), dtype=np.int64)
+        if length > 16:
+            zone[matrix[:, -1] == ord("Z")] = 1
+        for width in (3, 5, 6):
+            if length - width >= 16:
+                sign = matrix[:, length - width]
+                zone[(sign == ord("+")) | (sign == ord("-"))] = width
+        for width in np.unique(zone):
+            chosen = zone == width
+            at, part = rows[chosen], matrix[chosen]
+            base = length - int(width)  # the date and time without the offset
+            fields["year"][at] = _number(part, 0, 4)
+            fields["month"][at] = _number(part, 5, 2)
+            fields["day"][at] = _number(part, 8, 2)
+            if base >= 16:
+                fields["hour"][at] = _number(part, 11, 2)
+                fields["minute"][at] = _number(part, 14, 2)
+            if base >= 19:
+                fields["second"][at] = _number(part, 17, 2)
+            if base >= 21:
+                fields["micro"][at] = _number(part, 20, base - 20) * 10 ** (26 - base)
+            if width >= 3:
+                hours = _number(part, base + 1, 2)
+                minutes = _number(part, base + (4 if width == 6 else 3), 2) if width >= 5 \
+                    else 0
+                east = np.where(part[:, base] == ord("-"), -1, 1)
+                offset[at] = east * (hours * 3600 + minutes * 60)
+                good_zone[at] = (hours <= _MAX_OFFSET_HOURS) & (minutes <= 59)
+            has_offset[at] = width > 0
+    ok &= good_zone  # the row path says why
 
 
-def _digits(view: np.ndarray, starts: np.ndarray, position: int, width: int,
-            where: np.ndarray | None = None) -> np.ndarray:
-    """The number written by `width` ASCII digits at `position` of each text (0 where
-    `where` is False; those texts may be shorter)."""
-    number = np.zeros(len(starts), dtype=np.int64)
-    top = len(view) - 1
-    for place in range(width):
-        at = starts + (position + place)
-        digit = view[np.minimum(at, top)].astype(np.int64) - 48
-        number = number * 10 + digit
-    if where is not None:
-        number = np.where(where, number, 0)
-    return number
+def _by_length(texts: pa.Array, ok: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """ok's rows grouped by their length in bytes: each group's row numbers, and its
+    bytes as a matrix of one row per text."""
+    lengths = _np(pc.binary_length(texts), 0)
+    for length in np.unique(lengths[ok]):
+        rows = np.flatnonzero(ok & (lengths == length))
+        view, starts, _ = _bytes_of(texts.take(pa.array(rows)))
+        yield rows, _matrix(view, starts, int(length))
+
+
+def _number(matrix: np.ndarray, position: int, width: int) -> np.ndarray:
+    """The number each row writes with `width` ASCII digits at `position`."""
+    digits = matrix[:, position:position + width].astype(np.int64) - 48
+    return digits @ (10 ** np.arange(width - 1, -1, -1, dtype=np.int64))
 
 
 def _read_fields(texts: pa.Array, ok: np.ndarray, layout: tuple[tuple[str, int, int], ...]
                  ) -> dict[str, np.ndarray]:
     fields = {name: np.zeros(len(texts), dtype=np.int64) for name, _, _ in layout}
-    if ok.any():
-        view, starts, _ = _bytes_of(texts.filter(pa.array(ok)))
+    for rows, matrix in _by_length(texts, ok):
         for name, position, width in layout:
-            fields[name][ok] = _digits(view, starts, position, width)
+            fields[name][rows] = _number(matrix, position, width)
     return fields
 
 
@@ -1217,12 +1238,13 @@ def _numeric_column(values: pa.Array, precision: int, scale: int, valid: np.ndar
     head["weight"] = np.where(used, whole_groups - 1 - first, 0)
     head["sign"] = np.where(negative & used, _NUMERIC_NEGATIVE, 0)
     head["dscale"] = scale
-    columns = np.minimum(first[:, None] + np.arange(groups.shape[1]), groups.shape[1] - 1)
-    shifted = np.take_along_axis(groups, columns, axis=1).astype(">i2")
     rows = np.hstack((head.view(np.uint8).reshape(count, 12),
-                      shifted.view(np.uint8).reshape(count, 2 * groups.shape[1])))
+                      groups.astype(">i2").view(np.uint8).reshape(count, 2 * groups.shape[1])))
+    # Keep the head (only the -1 length for a null) and the digits first..last.
+    group = np.concatenate((np.full(12, -1), np.repeat(np.arange(groups.shape[1]), 2)))
+    keep = (group < 0) | ((group >= first[:, None]) & (group <= last[:, None]) & used[:, None])
+    keep[~valid, 4:] = False
     sizes = np.where(valid, 12 + 2 * digits, 4)
-    keep = np.arange(rows.shape[1]) < sizes[:, None]
     offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
     return pa.LargeBinaryArray.from_buffers(
         _BYTES, count, [None, pa.py_buffer(offsets), pa.py_buffer(rows[keep].tobytes())])
