@@ -932,12 +932,16 @@ def _column_timestamp(texts: pa.Array, rules: Rules) -> tuple[pa.Array, np.ndarr
         ok &= has_offset | local
         if local.any():
             wall = pa.array(micros[local], pa.timestamp("us"))
-            utc = pc.assume_timezone(wall, timezone=rules.timezone, ambiguous="earliest",
-                                     nonexistent="earliest")
-            # A time in a DST gap reads back differently: zoneinfo decides those.
-            same = _np(pc.equal(pc.local_timestamp(utc), wall), False)
-            micros[local] = utc.view(pa.int64()).to_numpy()
-            local[local] = same
+            try:
+                utc = pc.assume_timezone(wall, timezone=rules.timezone, ambiguous="earliest",
+                                         nonexistent="earliest")
+            except pa.ArrowInvalid:  # no tz database where Arrow looks: zoneinfo decides
+                local[:] = False
+            else:
+                # A time in a DST gap reads back differently: zoneinfo decides those.
+                same = _np(pc.equal(pc.local_timestamp(utc), wall), False)
+                micros[local] = utc.view(pa.int64()).to_numpy()
+                local[local] = same
             ok &= has_offset | local
     ok &= (micros >= _MIN_DAYS * _US_PER_DAY) & (micros < (_MAX_DAYS + 1) * _US_PER_DAY)
     if rules._low is not None:
