@@ -102,12 +102,13 @@ def create_app(config: Config, uses_broker: bool = True) -> web.Application:
     app = web.Application(middlewares=[observe, errors, *guard], handler_args=HTTP_LIMITS)
     app[views.CONFIG] = config
     app[views.USES_BROKER] = uses_broker
-    app[views.QUERIES] = Queries(config.table)
+    app[views.QUERIES] = Queries(config.datasets)
     app[metrics.METRICS] = metrics.ApiMetrics()
     openapi.install(app, config)
     app.cleanup_ctx.append(_database_pool)
     for table in ROUTE_TABLES:
         app.add_routes(table)
+    views.add_dataset_routes(app, config.datasets)
     return app
 
 

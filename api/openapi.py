@@ -16,6 +16,7 @@ from aiohttp import web
 from api import docs, params
 from api import routes as views
 from chute.config import Config
+from chute.datasets import Column
 
 DOCUMENT = web.AppKey("openapi", bytes)
 DOCS_PAGE = web.AppKey("docs_page", str)
@@ -54,6 +55,7 @@ SCHEMAS: dict[str, Any] = {
     "File": _obj({
         "file_id": {"type": "string", "format": "uuid"},
         "name": {"type": "string"},
+        "dataset": _nullable({"type": "string"}),
         "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "state": {"type": "string", "enum": list(views.STATES)},
         "rows_total": _nullable(COUNT),
@@ -67,6 +69,16 @@ SCHEMAS: dict[str, Any] = {
     "Reject": _obj({"line": {"type": "integer", "minimum": 1}, "reason": {"type": "string"},
                     "raw": {"type": "string"}}),
     "RejectsPage": _page("Reject"),
+    "Dataset": _obj({
+        "name": {"type": "string"},
+        "table": {"type": "string"},
+        "key": {"type": "array", "items": {"type": "string"}},
+        "columns": {"type": "array", "items": _obj({
+            "name": {"type": "string"}, "type": {"type": "string"},
+            "required": {"type": "boolean"}, "filter": {"type": "boolean"}})},
+        "rows": COUNT,
+    }),
+    "Datasets": _obj({"items": {"type": "array", "items": _ref("Dataset")}}),
     "Health": _obj({"status": {"type": "string", "enum": ["ok"]}}),
     "Ready": _obj({"status": {"type": "string", "enum": ["ready"]},
                    "database": {"type": "string"}, "broker": {"type": "string"}}),
@@ -112,8 +124,48 @@ FILE_ID = {"name": "file_id", "in": "path", "required": True,
 READ = ("400", "401", "503")
 
 
+def _value_schema(column: Column) -> dict[str, Any]:
+    """How a row's value of this column is written in JSON (see routes._json_value)."""
+    kind = column.type.name
+    if kind in params.INTEGER_RANGES:
+        low, high = params.INTEGER_RANGES[kind]
+        schema: dict[str, Any] = {"type": "integer", "minimum": low, "maximum": high}
+    else:
+        schema = {"double": {"type": "number"}, "boolean": {"type": "boolean"},
+                  "uuid": {"type": "string", "format": "uuid"},
+                  "date": {"type": "string", "format": "date"},
+                  "timestamptz": {"type": "string", "format": "date-time"},
+                  }.get(kind, {"type": "string"})
+    return schema if column.required else _nullable(schema)
+
+
+def _dataset_paths(config: Config) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each dataset's rows route, with its own typed parameters and row schema."""
+    paths, schemas = {}, {}
+    for route in views.RowsRoute.of_all(config.datasets):
+        dataset = route.dataset
+        row = f"Row_{dataset.name}"
+        schemas[row] = _obj({"id": {"type": "string", "format": "uuid"},
+                             **{c.name: _value_schema(c) for c in dataset.columns}})
+        schemas[f"{row}_page"] = _page(row)
+        paths[f"/datasets/{dataset.name}/rows"] = {"get": _operation(
+            f"rows_{dataset.name}", f"Rows of {dataset.name}, filtered, page by page",
+            f"Rows of the dataset {dataset.name} (table {dataset.table}) in arrival order "
+            "(file, then line). COL= matches a filter column exactly; min_COL and max_COL "
+            "bound an ordered column (numbers, dates, times). Rows appear once their file "
+            "and every earlier arrival of the dataset have settled, so following "
+            "`next_cursor` never skips nor repeats a row while files load.",
+            _answer("One page of rows.", schema=_ref(f"{row}_page")), READ, route.query)}
+    return paths, schemas
+
+
 def _paths() -> dict[str, dict[str, Any]]:
     return {
+        "/datasets": {"get": _operation(
+            "listDatasets", "The declared datasets",
+            "Every dataset: its table, key, columns (type, required, filter) and the rows "
+            "loaded so far.",
+            _answer("The datasets.", schema=_ref("Datasets")), READ, views.DATASETS)},
         "/read/first-chunk": {"get": _operation(
             "firstChunk", "The first rows, for the old client",
             "The first `num_records` rows in arrival order (file, then line), whatever "
@@ -173,7 +225,8 @@ OPEN_PATHS = frozenset({"/health", "/ready"})  # answer without a token: probes 
 
 def build(config: Config) -> dict[str, Any]:
     required = [{"bearer": []}] if config.api_token else []
-    paths = _paths()
+    dataset_paths, dataset_schemas = _dataset_paths(config)
+    paths = _paths() | dataset_paths
     for path, operations in paths.items():
         for operation in operations.values():
             operation["security"] = [] if path in OPEN_PATHS else required
@@ -187,7 +240,7 @@ def build(config: Config) -> dict[str, Any]:
                                 "Every answer is JSON; errors are "
                                 '`{"error": {"code", "message"}}`. ' + auth},
         "paths": paths,
-        "components": {"schemas": SCHEMAS,
+        "components": {"schemas": SCHEMAS | dataset_schemas,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from api.errors import bad_request
+from chute.coltypes import ColumnType, Invalid, Rules, make_rules, parse
 
 MAX_TEXT = 200
 MAX_BIGINT = 2**63 - 1
@@ -81,6 +82,63 @@ class Text:
     def schema(self) -> dict[str, Any]:
         return {"type": "string", "minLength": 1, "maxLength": self.max_length,
                 "pattern": "^[^\\u0000]*$"}
+
+
+INTEGER_RANGES = {"smallint": (-(2**15), 2**15 - 1), "integer": (-(2**31), 2**31 - 1),
+                  "bigint": (-(2**63), 2**63 - 1)}
+# Patterns the parser accepts whatever the generator draws from them (for the document,
+# so that schemathesis makes only values that are valid: years 1000-9999, days 1-28).
+_DATE = "[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+_TIME = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+_PATTERNS = {
+    "date": f"^{_DATE}$",
+    "timestamp": f"^{_DATE}T{_TIME}$",
+    "timestamptz": f"^{_DATE}T{_TIME}(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$",
+}
+_NUMERIC = re.compile(r"numeric\((\d+),(\d+)\)")
+
+
+@dataclass(frozen=True)
+class Typed:
+    """A value of a dataset column's type, read as the column's values are (coltypes)."""
+
+    name: str
+    description: str
+    type: ColumnType
+    rules: Rules
+
+    @classmethod
+    def of(cls, name: str, description: str, kind: ColumnType) -> Typed:
+        return cls(name, description, kind, make_rules(kind))
+
+    def parse(self, raw: str) -> Any:
+        if len(raw) > MAX_TEXT or "\x00" in raw:
+            raise bad_request(f"{self.name} must be at most {MAX_TEXT} characters, "
+                              "without NUL")
+        value = parse(raw, self.rules)
+        if isinstance(value, Invalid):
+            raise bad_request(f"{self.name}: {value.reason}")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        kind = self.type.name
+        if kind in INTEGER_RANGES:
+            low, high = INTEGER_RANGES[kind]
+            return {"type": "integer", "minimum": low, "maximum": high}
+        if kind == "double":
+            return {"type": "number"}
+        if kind == "boolean":
+            return {"type": "boolean"}
+        if kind == "uuid":
+            return {"type": "string", "format": "uuid"}
+        if kind.startswith("numeric"):
+            sized = _NUMERIC.fullmatch(kind)
+            whole, scale = ((int(sized[1]) - int(sized[2]), int(sized[2])) if sized
+                            else (20, 20))
+            digits = f"[0-9]{{1,{whole}}}" if whole else "0"
+            fraction = f"(\\.[0-9]{{1,{scale}}})?" if scale else ""
+            return {"type": "string", "pattern": f"^-?{digits}{fraction}$"}
+        return {"type": "string", "pattern": _PATTERNS[kind]}
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""The API's SQL and its connection pool: bound parameters only. The table name is a
-validated identifier (CHUTE_TABLE), quoted once when the queries are built."""
+"""The API's SQL and its connection pool: bound parameters only. Table and column names
+are validated identifiers (datasets.py), quoted where the statements are built."""
 
 from __future__ import annotations
 
@@ -9,29 +9,26 @@ from typing import Any
 import asyncpg
 
 from chute.config import Config
+from chute.datasets import Dataset, Datasets
 
 PERSON_COLUMNS = "id::text AS id, first_name, last_name, age, location"
 
-# /people filters: each adds one condition with a bound value. Only the given ones go
-# into the SQL, so every combination is its own statement the planner can match to an
-# index; "$1 IS NULL OR location = $1" would hide the index from a generic plan.
-PEOPLE_FILTERS = {
-    "location": "location = ${}",
-    "first_name": "first_name = ${}",
-    "last_name": "last_name = ${}",
-    "min_age": "age >= ${}",
-    "max_age": "age <= ${}",
-}
+# Filters: each adds one condition with a bound value. Only the given ones go into the
+# SQL, so every combination is its own statement the planner can match to an index;
+# "$1 IS NULL OR location = $1" would hide the index from a generic plan. A parameter
+# COL is equality, min_COL and max_COL a range (/people's min_age and max_age too).
+OPERATORS = {"": "=", "min_": ">=", "max_": "<="}
+PEOPLE_FILTERS = ("location", "first_name", "last_name", "min_age", "max_age")
 
-# Rows are visible to /people only below the first arrival still in progress. Files
-# load concurrently (and a file's batches in any order), so a row can commit behind a
+# Rows are visible only below the dataset's first arrival still in progress. Files load
+# concurrently (and a file's batches in any order), so a row can commit behind a
 # position a reader has already paged past; below this line nothing can appear any more,
 # which is what makes a cursor stable while files load. `failed` counts as settled.
 SETTLED_BELOW = """(SELECT coalesce(min(seq), 9223372036854775807) FROM chute.files
-                   WHERE state IN ('received', 'processing'))"""
+                   WHERE state IN ('received', 'processing') AND dataset = ${})"""
 
 FILE_COLUMNS = """
-    f.file_id::text AS file_id, f.seq, f.name, f.sha256, f.state, f.rows_total,
+    f.file_id::text AS file_id, f.seq, f.name, f.dataset, f.sha256, f.state, f.rows_total,
     coalesce(f.rows_loaded, b.rows_loaded) AS rows_loaded,
     coalesce(f.rows_rejected, b.rows_rejected) AS rows_rejected,
     f.error, f.received_at, f.finished_at
@@ -46,7 +43,8 @@ FILE_FROM = """
     ) b ON true
 """
 
-FILE_FILTERS = {"name": "f.name = ${}", "state": "f.state = ${}", "before": "f.seq < ${}"}
+FILE_FILTERS = {"name": "f.name = ${}", "dataset": "f.dataset = ${}", "state": "f.state = ${}",
+                "before": "f.seq < ${}"}
 
 
 async def create_reader_pool(config: Config) -> asyncpg.Pool:
@@ -85,50 +83,73 @@ async def create_reader_pool(config: Config) -> asyncpg.Pool:
 
 @dataclass(frozen=True)
 class Queries:
-    table: str
-
-    @property
-    def _table(self) -> str:
-        return 'public."' + self.table + '"'
+    datasets: Datasets
+    people: str = "people"  # the dataset /people and /read/first-chunk serve
 
     async def first_chunk(self, conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+        table = _table(self.datasets[self.people])
         return await conn.fetch(
-            f"SELECT {PERSON_COLUMNS} FROM {self._table} ORDER BY file_seq, line LIMIT $1",
-            limit,
-        )
+            f"SELECT {PERSON_COLUMNS} FROM {table} ORDER BY file_seq, line LIMIT $1", limit)
 
-    def people_sql(self, filters: dict[str, Any], after: list[int] | None,
-                   limit: int) -> tuple[str, list[Any]]:
-        """The /people statement and its arguments (public so tests can EXPLAIN it).
+    def rows_sql(self, dataset: Dataset, filters: dict[str, Any], after: list[int] | None,
+                 limit: int, select: str | None = None) -> tuple[str, list[Any]]:
+        """A page of a dataset's rows and its arguments (public so tests can EXPLAIN it).
 
-        Rows come in (file_seq, line) order, the order of the unique index, and the
-        cursor is the last row's (file_seq, line): a keyset, as fast on page 10 000 as
-        on page 1.
+        `filters` maps COL, min_COL or max_COL to a typed value (None: not given). Rows
+        come in (file_seq, line) order, the order of the unique index, and the cursor
+        is the last row's (file_seq, line): a keyset, as fast on page 10 000 as on
+        page 1.
         """
-        args: list[Any] = []
-        where = [f"file_seq < {SETTLED_BELOW}"]
-        for name, condition in PEOPLE_FILTERS.items():
-            if filters.get(name) is not None:
-                args.append(filters[name])
-                where.append(condition.format(len(args)))
+        args: list[Any] = [dataset.name]
+        where = [f"file_seq < {SETTLED_BELOW.format(1)}"]
+        for name, value in filters.items():
+            if value is None:
+                continue
+            prefix = next(p for p in ("min_", "max_", "") if name.startswith(p))
+            args.append(value)
+            where.append(f'"{name[len(prefix):]}" {OPERATORS[prefix]} ${len(args)}')
         if after is not None:
             args.extend(after)
             where.append(f"(file_seq, line) > (${len(args) - 1}, ${len(args)})")
         args.append(limit)
-        sql = (f"SELECT {PERSON_COLUMNS}, file_seq, line FROM {self._table}"
+        if select is None:
+            select = ", ".join(["id::text AS id", *(f'"{c.name}"' for c in dataset.columns)])
+        sql = (f"SELECT {select}, file_seq, line FROM {_table(dataset)}"
                f" WHERE {' AND '.join(where)} ORDER BY file_seq, line LIMIT ${len(args)}")
         return sql, args
 
-    async def people(self, conn: asyncpg.Connection, filters: dict[str, Any],
-                     after: list[int] | None, limit: int) -> list[asyncpg.Record]:
+    def people_sql(self, filters: dict[str, Any], after: list[int] | None,
+                   limit: int) -> tuple[str, list[Any]]:
+        """The /people statement: rows_sql over the people dataset, whose min_age and
+        max_age are the age range."""
+        given = {name: value for name, value in filters.items() if name in PEOPLE_FILTERS}
+        return self.rows_sql(self.datasets[self.people], given, after, limit,
+                             select=PERSON_COLUMNS)
+
+    async def rows(self, conn: asyncpg.Connection, dataset: Dataset, filters: dict[str, Any],
+                   after: list[int] | None, limit: int) -> list[asyncpg.Record]:
+        sql, args = self.rows_sql(dataset, filters, after, limit)
+        return await conn.fetch(sql, *args)
+
+    async def people_rows(self, conn: asyncpg.Connection, filters: dict[str, Any],
+                          after: list[int] | None, limit: int) -> list[asyncpg.Record]:
         sql, args = self.people_sql(filters, after, limit)
         return await conn.fetch(sql, *args)
 
+    async def loaded_rows(self, conn: asyncpg.Connection) -> dict[str, int]:
+        """Rows loaded per dataset, from the files' counts (no count over a big table)."""
+        rows = await conn.fetch(
+            """SELECT dataset, sum(rows_loaded)::bigint AS rows FROM chute.files
+               WHERE state = 'loaded' AND dataset IS NOT NULL GROUP BY dataset""")
+        return {row["dataset"]: row["rows"] for row in rows}
+
     async def files(self, conn: asyncpg.Connection, name: str | None, state: str | None,
-                    before_seq: int | None, limit: int) -> list[asyncpg.Record]:
+                    before_seq: int | None, limit: int, dataset: str | None = None
+                    ) -> list[asyncpg.Record]:
         args: list[Any] = []
         where = ["true"]
-        for key, value in (("name", name), ("state", state), ("before", before_seq)):
+        for key, value in (("name", name), ("dataset", dataset), ("state", state),
+                           ("before", before_seq)):
             if value is not None:
                 args.append(value)
                 where.append(FILE_FILTERS[key].format(len(args)))
@@ -153,3 +174,7 @@ class Queries:
         return await conn.fetch(
             """SELECT line, reason, raw FROM chute.rejects WHERE file_id = $1 AND line > $2
                ORDER BY line LIMIT $3""", file_id, after_line, limit)
+
+
+def _table(dataset: Dataset) -> str:
+    return f'public."{dataset.table}"'

@@ -8,7 +8,11 @@ same declarations by api/openapi.py.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 from aiohttp import web
@@ -18,6 +22,7 @@ from api.errors import DATABASE_UNAVAILABLE, ApiError, not_found
 from api.queries import Queries
 from chute import broker
 from chute.config import Config
+from chute.datasets import Dataset, Datasets
 
 CONFIG = web.AppKey("config", Config)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -54,11 +59,48 @@ PEOPLE = params.Query(
 FILES_CURSOR = params.Cursor("files", 1)
 FILES = params.Query(
     _limit(100), FILES_CURSOR,
-    params.Text("name", "Only arrivals of the file with exactly this name.", max_length=1000),
+    params.Text("name", "Only arrivals of the file with exactly this name (its path under "
+                        "inbox/).", max_length=1000),
+    params.Text("dataset", "Only arrivals of this dataset."),
     params.Choice("state", "Only arrivals in this state.", STATES),
 )
 REJECTS_CURSOR = params.Cursor("rejects", 1)
 REJECTS = params.Query(_limit(100), REJECTS_CURSOR)
+DATASETS = params.Query()
+
+
+@dataclass(frozen=True)
+class RowsRoute:
+    """/datasets/{name}/rows of one dataset: its parameters, from its declaration."""
+
+    dataset: Dataset
+    cursor: params.Cursor
+    query: params.Query
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> RowsRoute:
+        cursor = params.Cursor(f"rows-{dataset.name}", 2)
+        filters: list[params.Param] = []
+        for column in dataset.columns:
+            if column.filter:
+                filters.append(
+                    params.Text(column.name, f"Only rows whose {column.name} is exactly this "
+                                             "(case-sensitive).")
+                    if column.type.name == "text" else
+                    params.Typed.of(column.name, f"Only rows whose {column.name} is this.",
+                                    column.type))
+            if column.type.ordered:
+                filters += [
+                    params.Typed.of(f"min_{column.name}", f"Only rows whose {column.name} is "
+                                    "at least this.", column.type),
+                    params.Typed.of(f"max_{column.name}", f"Only rows whose {column.name} is "
+                                    "at most this.", column.type)]
+        return cls(dataset, cursor, params.Query(_limit(100), cursor, *filters))
+
+    @classmethod
+    def of_all(cls, datasets: Datasets) -> list[RowsRoute]:
+        return [cls.of(dataset) for dataset in datasets]
+
 
 routes = web.RouteTableDef()
 
@@ -68,7 +110,7 @@ async def first_chunk(request: web.Request) -> web.Response:
     """The old client's route. Its db_name, user and password are accepted and ignored:
     the API never connects with credentials from a request (nor logs them)."""
     query = FIRST_CHUNK.parse(request)
-    served = request.app[CONFIG].table
+    served = request.app[CONFIG].datasets["people"].table
     # PostgreSQL folds unquoted names to lower case, so the old client's "People" was ours.
     if query["table_name"] is not None and query["table_name"].lower() != served:
         raise not_found(f"no table {params.show(query['table_name'])}; "
@@ -85,10 +127,51 @@ async def people(request: web.Request) -> web.Response:
     query = PEOPLE.parse(request)
     limit = query["limit"]
     async with request.app[POOL].acquire() as conn:
-        rows = await request.app[QUERIES].people(conn, query, query["cursor"], limit + 1)
+        rows = await request.app[QUERIES].people_rows(conn, query, query["cursor"], limit + 1)
     items = [_person(row) for row in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
     next_cursor = PEOPLE_CURSOR.encode([last["file_seq"], last["line"]]) if last else None
+    return web.json_response({"items": items, "next_cursor": next_cursor})
+
+
+@routes.get("/datasets")
+async def list_datasets(request: web.Request) -> web.Response:
+    """Every declared dataset: its table, key, columns and the rows loaded so far."""
+    DATASETS.parse(request)
+    datasets: Datasets = request.app[CONFIG].datasets
+    async with request.app[POOL].acquire() as conn:
+        loaded = await request.app[QUERIES].loaded_rows(conn)
+    items = [{
+        "name": d.name, "table": d.table, "key": list(d.key),
+        "columns": [{"name": c.name, "type": c.type.name, "required": c.required,
+                     "filter": c.filter} for c in d.columns],
+        "rows": loaded.get(d.name, 0),
+    } for d in datasets]
+    return web.json_response({"items": items})
+
+
+def add_dataset_routes(app: web.Application, datasets: Datasets) -> None:
+    """/datasets/NAME/rows for each dataset: one route each, as the document lists them."""
+    for route in RowsRoute.of_all(datasets):
+        async def handler(request: web.Request, route: RowsRoute = route) -> web.Response:
+            return await dataset_rows(request, route)
+
+        app.router.add_get(f"/datasets/{route.dataset.name}/rows", handler)
+
+
+async def dataset_rows(request: web.Request, route: RowsRoute) -> web.Response:
+    """A dataset's rows in arrival order, filtered by its declared filters, page by page;
+    stable while files load, as /people is."""
+    query = route.query.parse(request)
+    limit = query.pop("limit")
+    after = query.pop("cursor")
+    async with request.app[POOL].acquire() as conn:
+        rows = await request.app[QUERIES].rows(conn, route.dataset, query, after, limit + 1)
+    columns = [c.name for c in route.dataset.columns]
+    items = [{"id": row["id"], **{c: _json_value(row[c]) for c in columns}}
+             for row in rows[:limit]]
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = route.cursor.encode([last["file_seq"], last["line"]]) if last else None
     return web.json_response({"items": items, "next_cursor": next_cursor})
 
 
@@ -99,7 +182,7 @@ async def list_files(request: web.Request) -> web.Response:
     before = query["cursor"][0] if query["cursor"] else None
     async with request.app[POOL].acquire() as conn:
         rows = await request.app[QUERIES].files(conn, query["name"], query["state"], before,
-                                                limit + 1)
+                                                limit + 1, query["dataset"])
     items = [_file(row) for row in rows[:limit]]
     next_cursor = FILES_CURSOR.encode([rows[limit - 1]["seq"]]) if len(rows) > limit else None
     return web.json_response({"items": items, "next_cursor": next_cursor})
@@ -160,6 +243,16 @@ async def ready(request: web.Request) -> web.Response:
 
 def _person(row: asyncpg.Record) -> dict[str, Any]:
     return {key: row[key] for key in ("id", "first_name", "last_name", "age", "location")}
+
+
+def _json_value(value: Any) -> Any:
+    """Numbers as JSON numbers, numeric as a string (no precision lost), dates and times
+    in ISO 8601, uuids as text."""
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return value
 
 
 def _file(row: asyncpg.Record) -> dict[str, Any]:

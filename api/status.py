@@ -42,7 +42,7 @@ PAGE = """<!doctype html>
 {refresh} s. Updated {now}.</p>
 <p class="totals">{totals}</p>
 <table>
-<thead><tr><th>File</th><th>State</th><th>Progress</th><th>Loaded</th><th>Rejected</th>
+<thead><tr><th>File</th><th>Dataset</th><th>State</th><th>Progress</th><th>Loaded</th><th>Rejected</th>
 <th>Rows</th><th>Received</th><th>Took</th><th>Rejects</th></tr></thead>
 <tbody>
 {rows}
@@ -82,7 +82,7 @@ def _row(f: Any) -> str:
                if rejected else "")
     error = f'<div class="error">{escape(f["error"])}</div>' if f["error"] else ""
     return (
-        f"<tr><td>{escape(f['name'])}{error}</td>"
+        f"<tr><td>{escape(f['name'])}{error}</td><td>{escape(f['dataset'] or '')}</td>"
         f'<td><span class="state {f["state"]}">{f["state"]}</span></td><td>{bar}</td>'
         f'<td class="n">{_n(loaded)}</td><td class="n">{_n(rejected)}</td>'
         f'<td class="n">{_n(total)}</td><td>{_time(f["received_at"])}</td>'

@@ -82,5 +82,5 @@ def cold_start(service: str) -> Config:
     """
     config = load_config()
     logs.setup(service, config.log_level)
-    db.prepare(config.database_url, config.table, config.reader_role)
+    db.prepare(config.database_url, config.datasets, config.reader_role)
     return config

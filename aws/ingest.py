@@ -26,6 +26,7 @@ from typing import Any
 from aws.objects import ObjectGone, ObjectRef, Objects, is_quarantined, refs_from_event
 from chute import db
 from chute.config import Config
+from chute.datasets import Dataset
 from chute.messages import FileDone, RowBatch
 from chute.transform import FileUnusable, transform
 from watcher.readiness import is_candidate
@@ -77,20 +78,26 @@ def ingest_object(conn: db.Connection, objects: Objects, config: Config, ref: Ob
         except ObjectGone as e:  # gone before it was read: there is no arrival to record
             log.warning("object gone before it was read", extra=context | {"reason": str(e)})
             return "gone"
-        record = db.register_file(conn, file_id, ref.name, ref.uri, sha256, size)
+        matched = config.datasets.for_path(ref.inbox_path)
+        record = db.register_file(conn, file_id, ref.name, ref.uri, sha256, size,
+                                  matched.name if matched else None)
         log.info("file received", extra=context | {
-            "bytes": size, "sha256": sha256,
+            "bytes": size, "sha256": sha256, "dataset": record.dataset,
             "duration_ms": round((time.monotonic() - started) * 1000, 1)})
     state, batch_size = db.begin_processing(conn, file_id, config.batch_size)
     if state != "process":
         log.info("file already handled" if state != "duplicate" else "file is a duplicate",
                  extra=context | {"state": state})
         return state
+    dataset = config.datasets.get(record.dataset) if record.dataset else None
+    if dataset is None:
+        return _quarantine(conn, objects, ref, config.datasets.no_match(ref.inbox_path), context)
     started = time.monotonic()
     try:
         with objects.open(ref) as stream:
-            messages = transform(stream, file_id, record.seq, record.sha256, batch_size)
-            done = _load_batches(conn, config.table, messages, deadline)
+            messages = transform(stream, dataset, file_id, record.seq, record.sha256,
+                                 batch_size)
+            done = _load_batches(conn, dataset, messages, deadline)
     except FileUnusable as e:
         return _quarantine(conn, objects, ref, str(e), context)
     except ObjectGone as e:
@@ -128,14 +135,14 @@ def _disappeared(conn: db.Connection, file_id: str, reason: str,
     return "failed"
 
 
-def _load_batches(conn: db.Connection, table: str, messages: Iterable[RowBatch | FileDone],
-                  deadline: Deadline) -> FileDone:
+def _load_batches(conn: db.Connection, dataset: Dataset,
+                  messages: Iterable[RowBatch | FileDone], deadline: Deadline) -> FileDone:
     for message in messages:
         if isinstance(message, FileDone):
             db.record_done(conn, message)
             return message
         deadline.check()
-        db.load_batch(conn, table, message)  # a batch already in the ledger is skipped
+        db.load_batch(conn, dataset, message)  # a batch already in the ledger is skipped
     raise AssertionError("transform always ends with FileDone")
 
 
@@ -154,9 +161,12 @@ class S3Ingest:
         deadline = Deadline(context.get_remaining_time_in_millis)
         files = []
         for ref in refs_from_event(event):
-            # The same rule as the inbox: *.csv in any case, hidden names left alone. Our
-            # own quarantine copies never trigger a load, whatever the trigger's filter.
-            if is_quarantined(ref.key) or not is_candidate(Path(ref.name)):
+            # The same rule as the inbox: *.csv in any case or a key a dataset's `match`
+            # fits, hidden names left alone. Our own quarantine copies never trigger a
+            # load, whatever the trigger's filter.
+            wanted = (is_candidate(Path(ref.name))
+                      or self.config.datasets.for_path(ref.inbox_path) is not None)
+            if is_quarantined(ref.key) or not wanted or ref.name.startswith("."):
                 log.info("object ignored", extra={"key": ref.key})
                 continue
             state = self._ingest(ref, deadline)

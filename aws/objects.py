@@ -20,6 +20,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 QUARANTINE_PREFIX = "quarantine/"
+INBOX_PREFIX = "inbox/"  # where the trigger listens (serverless.yml): the bucket's inbox/
 READ_CHUNK = 1 << 20
 REASON_LIMIT = 1024  # user metadata is at most 2 KB per object, all keys included
 _GONE = {"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "PreconditionFailed", "404", "412"}
@@ -41,6 +42,12 @@ class ObjectRef:
     @property
     def name(self) -> str:
         return PurePosixPath(self.key).name
+
+    @property
+    def inbox_path(self) -> str:
+        """The key as a path under inbox/, the way datasets match files: its prefix below
+        inbox/ plays the part of the subfolder."""
+        return self.key.removeprefix(INBOX_PREFIX)
 
     @property
     def uri(self) -> str:

@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from chute import db  # noqa: E402
+from chute.datasets import load as load_datasets  # noqa: E402
 
 ADMIN_URL = os.environ.get("CHUTE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 QUERY = ("SELECT id::text AS id, first_name, last_name, age, location FROM public.people "
@@ -80,11 +81,12 @@ def fill(database_url: str, database: str, rows: int) -> None:
     db.ensure_database(database_url)
     conn = db.connect(database_url)
     try:
-        db.apply_schema(conn, "people", f"{database}_reader")
+        db.apply_schema(conn, load_datasets(None), f"{database}_reader")
         with conn, conn.cursor() as cur:
-            cur.execute("""INSERT INTO chute.files (file_id, name, path, sha256, size_bytes, state)
+            cur.execute("""INSERT INTO chute.files (file_id, name, path, sha256, size_bytes, state,
+                                                    dataset)
                            VALUES (%s, 'bench.csv', 'archive/bench.csv', repeat('0', 64), 0,
-                                   'loaded') RETURNING seq""", (str(uuid.uuid4()),))
+                                   'loaded', 'people') RETURNING seq""", (str(uuid.uuid4()),))
             seq = cur.fetchone()[0]
             cur.execute("""INSERT INTO people SELECT lpad(to_hex(g), 32, '0')::uuid,
                                'First' || g %% 5000, 'Last' || g %% 20000, g %% 100,

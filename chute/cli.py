@@ -63,22 +63,29 @@ def main(ctx: click.Context, api_url: str | None) -> None:
 @main.command()
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--to", "folder", default="", metavar="SUBFOLDER",
+              help="Drop into this subfolder of the inbox (where a dataset's files go).")
 @click.option("--follow", is_flag=True, help="Show progress until each file is done.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds to follow.")
 @click.pass_obj
-def ingest(obj: tuple[Config, Api], files: tuple[Path, ...], follow: bool,
+def ingest(obj: tuple[Config, Api], files: tuple[Path, ...], folder: str, follow: bool,
            timeout: float) -> None:
     """Copy FILES into the inbox safely (write, then rename)."""
     config, api = obj
     inbox = config.data_dir / "inbox"
     if not inbox.is_dir():
         fail(f"no inbox at {inbox} (set CHUTE_DATA_DIR)", 2)
-    dropped = [(_drop(path, inbox), path) for path in files]
+    target = (inbox / folder).resolve()
+    if inbox.resolve() not in (target, *target.parents):
+        fail(f"--to {folder}: not a folder inside the inbox", 2)
+    target.mkdir(parents=True, exist_ok=True)
+    dropped = [(_drop(path, target), path) for path in files]
     if not follow:
         for sha256, path in dropped:
             console.print(f"{path.name}: in the inbox (sha256 {sha256[:12]}…)")
         return
-    outcomes = _follow(api, dropped, timeout)
+    prefix = target.relative_to(inbox.resolve()).as_posix()
+    outcomes = _follow(api, dropped, timeout, f"{prefix}/" if prefix != "." else "")
     bad = [o for o in outcomes if o["state"] not in ("loaded", "duplicate")]
     sys.exit(1 if bad else 0)
 
@@ -86,18 +93,23 @@ def ingest(obj: tuple[Config, Api], files: tuple[Path, ...], follow: bool,
 @main.command()
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--state", type=click.Choice(["received", "processing", *FINAL]))
+@click.option("--dataset", help="Only files of this dataset.")
 @click.pass_obj
-def status(obj: tuple[Config, Api], limit: int, state: str | None) -> None:
+def status(obj: tuple[Config, Api], limit: int, state: str | None,
+           dataset: str | None) -> None:
     """List recent files, newest first."""
     _config, api = obj
     params: dict[str, Any] = {"limit": limit}
     if state:
         params["state"] = state
+    if dataset:
+        params["dataset"] = dataset
     items = api.get("/files", **params)["items"]
-    table = Table("file_id", "name", "state", "loaded", "rejected", "total", "received",
-                  "took", "error")
+    table = Table("file_id", "name", "dataset", "state", "loaded", "rejected", "total",
+                  "received", "took", "error")
     for f in items:
-        table.add_row(f["file_id"], f["name"], _styled(f["state"]), _n(f["rows_loaded"]),
+        table.add_row(f["file_id"], f["name"], f["dataset"] or "-", _styled(f["state"]),
+                      _n(f["rows_loaded"]),
                       _n(f["rows_rejected"]), _n(f["rows_total"]),
                       f["received_at"][:19].replace("T", " "), _took(f),
                       (f["error"] or "")[:60])
@@ -143,6 +155,48 @@ def retry(obj: tuple[Config, Api], file_id: str) -> None:
     console.print(f"{name}: sent back through the pipeline ({file_id})")
 
 
+@main.command()
+@click.pass_obj
+def datasets(obj: tuple[Config, Api]) -> None:
+    """List the datasets and whether the database matches each declaration: what
+    start-up would add, or why it would refuse. Changes nothing."""
+    from chute import db  # needs the database
+
+    config, _api = obj
+    console.print(f"datasets from {config.datasets.source}")
+    try:
+        conn = db.connect(config.database_url)
+    except db.DatabaseUnavailable as e:
+        fail(str(e), 2)
+    try:
+        plans = db.plan_tables(conn, config.datasets, config.reader_role)
+    finally:
+        conn.close()
+    table = Table("dataset", "table", "match", "columns", "filters", "database")
+    for plan in plans:
+        d = plan.dataset
+        columns = ", ".join(f"{c.name} {c.type.name}{'' if c.required else '?'}"
+                            for c in d.columns)
+        verdict = (f"[red]{plan.summary}[/red]" if plan.refusal
+                   else plan.summary if plan.exists else f"would {plan.summary}")
+        table.add_row(d.name, d.table, " ".join(d.match), columns, ", ".join(d.filters),
+                      verdict)
+    console.print(table)
+    sys.exit(1 if any(p.refusal for p in plans) else 0)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def infer(file: Path) -> None:
+    """Print a dataset declaration guessed from FILE, to edit and save as chute.toml."""
+    from chute.infer import infer as guess
+
+    try:
+        click.echo(guess(file), nl=False)
+    except ValueError as e:
+        fail(str(e), 1)
+
+
 def _drop(path: Path, inbox: Path) -> str:
     """Write beside the inbox's files under a hidden name, then rename: the watcher only
     ever sees the finished file."""
@@ -158,7 +212,8 @@ def _drop(path: Path, inbox: Path) -> str:
     return digest.hexdigest()
 
 
-def _follow(api: Api, dropped: list[tuple[str, Path]], timeout: float) -> list[dict[str, Any]]:
+def _follow(api: Api, dropped: list[tuple[str, Path]], timeout: float,
+            prefix: str) -> list[dict[str, Any]]:
     outcomes: dict[Path, dict[str, Any]] = {}
     columns = (TextColumn("{task.description}"), BarColumn(),
                TextColumn("{task.completed:,.0f}/{task.total:,.0f} rows"),
@@ -173,7 +228,7 @@ def _follow(api: Api, dropped: list[tuple[str, Path]], timeout: float) -> list[d
             for sha256, path in dropped:
                 if path in outcomes:
                     continue
-                found = _arrival(api, path.name, sha256)
+                found = _arrival(api, prefix + path.name, sha256)
                 if found is None:
                     continue
                 done = (found["rows_loaded"] or 0) + (found["rows_rejected"] or 0)

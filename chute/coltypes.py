@@ -51,6 +51,7 @@ offset) are "out of range for <type>".
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 import uuid
@@ -65,8 +66,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# The people rejects quote values this way; datasets' reasons must read the same.
-from chute.cleaning import _quote as quote
+REASON_VALUE_LIMIT = 40  # a reject reason quotes the bad value; keep reasons one readable line
+
+
+def quote(value: str) -> str:
+    """Quote a value for a reason: escaped so quotes and line breaks cannot garble it."""
+    if len(value) > REASON_VALUE_LIMIT:
+        value = value[:REASON_VALUE_LIMIT] + "…"
+    return json.dumps(value, ensure_ascii=False)
 
 __all__ = [
     "ColumnType", "Invalid", "Rules", "RuleDeclarationError", "TypeDeclarationError",

@@ -1,10 +1,11 @@
 """The transformer's fast path: plain lines parsed, cleaned and encoded as columns.
 
-Per-row Python was the transformer's whole cost. Most lines of a real people file are
-plain: a whole record on one line, fields quoted or not, no backslash, no control or other
-non-printable character, an age written canonically and names that need at most their
-spaces trimmed. A block of 1 MiB is classified with numpy, and its plain lines are split
-and cleaned with Arrow compute functions and encoded as COPY tuples, a column at a time.
+Per-row Python was the transformer's whole cost. Most lines of a real file are plain: a
+whole record on one line, fields quoted or not, no backslash, no control or other
+non-printable character, values written canonically that need at most their spaces
+trimmed. A block of 1 MiB is classified with numpy, and its plain lines are split, cleaned
+and typed with Arrow compute functions (coltypes.parse_column) and encoded as COPY tuples
+(coltypes.encode_column), a column at a time, for any dataset's columns.
 
 Every other line goes the slow way, exactly as if the whole file went that way: a window
 of lines starting at it is read by csvstream.read_records, which says where its records
@@ -22,6 +23,7 @@ output is the same, only slower.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -30,9 +32,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from chute import copyrows
-from chute.cleaning import AGE_MAX, TEXT_MAX, Columns
+from chute.cleaning import Layout
+from chute.coltypes import ColumnType, encode_column, parse_column
 from chute.csvstream import Record, read_records, start_of_stream
+from chute.datasets import LINEAGE
 from chute.rowids import id_low
 
 # Measured on a 1M-row file: 1 MiB blocks took the least CPU, and peak RSS grows with the
@@ -44,9 +47,6 @@ pa.set_memory_pool(pa.system_memory_pool())
 _FIRST_WINDOW = 2  # lines; enough for a record on one line, doubled while a record runs on
 _BLANK_BYTES = np.array([9, 11, 12, 28, 29, 30, 31, 32], dtype=np.uint8)
 _SLOW_SHARE = 4  # a block with more than 1 line in 4 for the slow way goes that way whole
-# A canonical age: what cleaning's fast path accepts (str(n) for n in 0..150).
-_CANONICAL_AGE = "^(?:[0-9]|[1-9][0-9]|1[0-4][0-9]|150)$"
-assert AGE_MAX == 150  # the pattern spells the range out
 _BYTES = pa.large_binary()
 _NOTHING = pa.scalar(b"", _BYTES)
 
@@ -56,9 +56,7 @@ class RowBlock:
     """The clean rows of one block's plain lines, as columns."""
 
     lines: np.ndarray  # int64
-    fullname: pa.LargeStringArray  # cleaned: split into first and last name by row_tuples
-    age: np.ndarray  # int16, already checked to be in range
-    location: pa.LargeStringArray
+    values: tuple[pa.Array, ...]  # per declared column, typed (see coltypes)
 
 
 @dataclass(frozen=True)
@@ -81,13 +79,15 @@ class Scanner:
     slow way. Without use_columns() the whole file is read the slow way.
     """
 
-    def __init__(self, stream: BinaryIO, max_record_bytes: int = 1 << 20) -> None:
+    def __init__(self, stream: BinaryIO, max_record_bytes: int = 1 << 20,
+                 delimiter: str = ",") -> None:
         self._read = stream.read
         self._limit = max_record_bytes
-        self._columns: Columns | None = None
+        self._delimiter = delimiter
+        self._columns: Layout | None = None
 
-    def use_columns(self, columns: Columns) -> None:
-        self._columns = columns
+    def use_columns(self, layout: Layout) -> None:
+        self._columns = layout
 
     def __iter__(self) -> Iterator[Record | Rows]:
         data = start_of_stream(self._read, BLOCK)
@@ -103,7 +103,7 @@ class Scanner:
                     # A line, or a run of lines, beyond anything a record can be: the
                     # slow way reads the rest of the file in bounded memory.
                     yield from read_records(_Prefixed(data, self._read), self._limit, line,
-                                            False)
+                                            False, self._delimiter)
                     return
             end = len(data) if final else data.rfind(b"\n") + 1
             if end == 0:
@@ -167,7 +167,8 @@ class Scanner:
                 # Every record but the window's last is complete: yield each once the
                 # next one starts, so a long run costs no memory.
                 held, seen = None, 0
-                for record in read_records(piece, self._limit, first_line + int(odd), False):
+                for record in read_records(piece, self._limit, first_line + int(odd), False,
+                                           self._delimiter):
                     if held is not None:
                         yield held
                     held, seen = record, seen + 1
@@ -216,11 +217,13 @@ class _Cleaned:
     valid: np.ndarray  # per plain line: whether it passed
 
 
+
 def _plain_lines(data: bytes, view: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                 columns: Columns, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 layout: Layout, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which lines the fast path can take, which are blank (skipped by both ways), and
     which hold a quote."""
     count = len(ends)
+    delimiter = ord(layout.dataset.delimiter)
     crlf = (ends > starts) & (view[np.maximum(ends - 1, 0)] == 13)
     text_ends = ends - crlf
     # Blank: nothing but ASCII whitespace other than CR (what str.strip() removes), which
@@ -228,19 +231,23 @@ def _plain_lines(data: bytes, view: np.ndarray, starts: np.ndarray, ends: np.nda
     solid = np.concatenate(([0], np.cumsum(~np.isin(view, _BLANK_BYTES))))
     blank = solid[text_ends] == solid[starts]
     odd = np.zeros(count, dtype=bool)
-    # Backslashes and control characters; a CR only counts outside a final CRLF.
-    special = (view == 92) | (view == 127) | ((view < 32) & (view != 10))
+    # Backslashes and control characters (but a tab that separates fields); a CR only
+    # counts outside a final CRLF.
+    special = (view == 92) | (view == 127) | ((view < 32) & (view != 10) & (view != delimiter))
     special[ends[crlf] - 1] = False
     odd[np.searchsorted(ends, np.flatnonzero(special))] = True
     odd |= ends - starts > limit
     if (view >= 128).any():
         odd |= _not_printable_utf8(data, view, starts, ends, text_ends)
-    # The number of fields: counted here for lines without quotes (commas), checked by
-    # _fields' pattern for the others.
+    # The number of fields: counted here for lines without quotes (delimiters), checked
+    # by _fields' pattern for the others.
     quoted = np.zeros(count, dtype=bool)
     quoted[np.searchsorted(ends, np.flatnonzero(view == 34))] = True
-    commas = np.bincount(np.searchsorted(ends, np.flatnonzero(view == 44)), minlength=count)
-    odd |= ~quoted & (commas != columns.count - 1)
+    if delimiter < 32:  # a tab inside quotes would be a value's whitespace: go slow
+        odd |= quoted
+    separators = np.bincount(np.searchsorted(ends, np.flatnonzero(view == delimiter)),
+                             minlength=count)
+    odd |= ~quoted & (separators != layout.count - 1)
     return ~odd & ~blank, blank, quoted
 
 
@@ -270,69 +277,91 @@ def _not_printable_utf8(data: bytes, view: np.ndarray, starts: np.ndarray, ends:
 
 
 def _clean(data: bytes, ends: np.ndarray, plain: np.ndarray, quoted: np.ndarray,
-           first_line: int, columns: Columns) -> _Cleaned:
+           first_line: int, layout: Layout) -> _Cleaned:
     """cleaning.clean_row's rules for plain lines, a column at a time.
 
     Lines are split into fields by _fields. Plain lines hold no whitespace but spaces, so
     trimming and collapsing is about spaces only. A quoted line _fields' pattern refuses,
-    or a row the fast rules cannot settle (a reject, or an age that needs parsing), is
-    marked not valid: the slow way reads it and gives a reject its reason.
+    or a row the fast rules cannot settle (a reject, or a value that needs the row
+    path's parsing), is marked not valid: the slow way reads it and gives a reject its
+    reason.
     """
     chosen = np.flatnonzero(plain)
     offsets = np.minimum(np.concatenate(([0], ends + 1)), len(data)).astype(np.int64)
     all_lines = pa.LargeStringArray.from_buffers(
         len(ends), pa.py_buffer(offsets), pa.py_buffer(data))
     lines = pc.utf8_rtrim(all_lines.take(pa.array(chosen)), characters="\r\n")
-    fullname, age, location = _fields(lines, quoted[chosen], columns)
-    fullname = _collapse(fullname)
-    location = _collapse(location)
-    name_length = pc.utf8_length(fullname)
-    location_length = pc.utf8_length(location)
-    valid = pc.fill_null(pc.and_(
-        pc.and_(pc.and_(pc.greater(name_length, 0), pc.less_equal(name_length, TEXT_MAX)),
-                pc.and_(pc.greater(location_length, 0),
-                        pc.less_equal(location_length, TEXT_MAX))),
-        pc.match_substring_regex(age, _CANONICAL_AGE),
-    ), False)
-    keep = valid.to_numpy(zero_copy_only=False)
-    rows = RowBlock(
-        lines=chosen[keep] + first_line,
-        fullname=fullname.filter(valid),
-        age=pc.cast(age.filter(valid), pa.int16()).to_numpy(),
-        location=location.filter(valid),
-    )
-    return _Cleaned(rows, keep)
+    fields = _fields(lines, quoted[chosen], layout)
+    texts: dict[tuple[int, bool], pa.Array] = {}  # (field, collapsed?) -> its clean text
+    valid = np.ones(len(chosen), dtype=bool)
+    values = []
+    for column, at in zip(layout.dataset.columns, layout.at, strict=True):
+        collapse = column.type.name == "text"
+        if at is None:
+            text = pa.nulls(len(chosen), pa.large_string())
+        else:
+            text = texts.get((at, collapse))
+            if text is None:
+                text = texts[at, collapse] = (_collapse(fields[at]) if collapse
+                                              else pc.utf8_trim(fields[at], " "))
+        # A null marker (or an empty value) is no value; the nulls of a line _fields'
+        # pattern refused are not, but that line is not valid anyway.
+        marked = pc.is_in(text, value_set=pa.array(sorted(column.nulls), pa.large_string()))
+        text = pc.if_else(marked, pa.scalar(None, pa.large_string()), text)
+        if column.required:
+            valid &= ~pc.fill_null(marked, True).to_numpy(zero_copy_only=False)
+        typed, settled = parse_column(text, column.rules)
+        valid &= settled
+        if column.take is not None:
+            words = pc.split_pattern(typed, " ", max_splits=1)
+            typed = pc.list_element(words, 0) if column.take == "first_word" else \
+                _second(words)
+            if column.required:
+                valid &= pc.is_valid(typed).to_numpy(zero_copy_only=False)
+        values.append(typed)
+    keep = pa.array(valid)
+    rows = RowBlock(lines=chosen[valid] + first_line,
+                    values=tuple(v.filter(keep) for v in values))
+    return _Cleaned(rows, valid)
 
 
-def _fields(lines: pa.Array, quoted: np.ndarray, columns: Columns
-            ) -> tuple[pa.Array, pa.Array, pa.Array]:
-    """fullname, age and location of each line; null where a quoted line is not a record
-    of exactly the header's fields. Lines without quotes (their commas were counted) are
-    split at commas; the others, about one in five in real exports, are matched by the
-    slower pattern."""
-    names = ("fullname", "age", "location")
+def _second(words: pa.Array) -> pa.Array:
+    """The second element of each list, null where a list has one (a single word)."""
+    two = pc.equal(pc.list_value_length(words), 2)
+    # list_element fails on a list too short: give one-word lists a second element first.
+    padded = pc.if_else(two, words, pa.scalar(["", ""], words.type))
+    return pc.if_else(two, pc.list_element(padded, 1), pa.scalar(None, pa.large_string()))
+
+
+def _fields(lines: pa.Array, quoted: np.ndarray, layout: Layout) -> dict[int, pa.Array]:
+    """The fields the dataset uses, by header index; null where a quoted line is not a
+    record of exactly the header's fields. Lines without quotes (their delimiters were
+    counted) are split at the delimiter; the others, about one in five in real exports,
+    are matched by the slower pattern."""
+    used = layout.used
+    delimiter = layout.dataset.delimiter
     if not quoted.any():
-        split = pc.split_pattern(lines, ",")
-        return tuple(pc.list_element(split, getattr(columns, n)) for n in names)  # type: ignore[return-value]
+        split = pc.split_pattern(lines, delimiter)
+        return {i: pc.list_element(split, i) for i in used}
     plain_at, quoted_at = np.flatnonzero(~quoted), np.flatnonzero(quoted)
-    split = pc.split_pattern(lines.take(pa.array(plain_at)), ",")
-    matched = pc.extract_regex(lines.take(pa.array(quoted_at)), _record_pattern(columns))
+    split = pc.split_pattern(lines.take(pa.array(plain_at)), delimiter)
+    matched = pc.extract_regex(lines.take(pa.array(quoted_at)), _record_pattern(layout))
     # Both kinds back in their lines' order.
     order = pa.array(np.argsort(np.concatenate((plain_at, quoted_at)), kind="stable"))
-    return tuple(  # type: ignore[return-value]
-        pa.concat_arrays([pc.list_element(split, getattr(columns, n)),
-                          _unquote(pc.struct_field(matched, n))]).take(order)
-        for n in names)
+    return {i: pa.concat_arrays([pc.list_element(split, i),
+                                 _unquote(pc.struct_field(matched, f"f{i}"))]).take(order)
+            for i in used}
 
 
-def _record_pattern(columns: Columns) -> str:
+def _record_pattern(layout: Layout) -> str:
     """A regular expression (RE2) for a record of the header's fields, naming ours."""
-    names = {columns.fullname: "fullname", columns.age: "age", columns.location: "location"}
+    used = set(layout.used)
+    separator = re.escape(layout.dataset.delimiter)
     fields = []
-    for index in range(columns.count):
-        group = f"?P<{names[index]}>" if index in names else "?:"
-        fields.append(f'({group}"(?:[^"]|"")*"|[^",]*)')
-    return "^" + ",".join(fields) + "$"
+    for index in range(layout.count):
+        group = f"?P<f{index}>" if index in used else "?:"
+        fields.append(f'({group}"(?:[^"]|"")*"|[^"{separator}]*)')
+    return "^" + separator.join(fields) + "$"
 
 
 def _unquote(values: pa.Array) -> pa.Array:
@@ -345,59 +374,42 @@ def _collapse(values: pa.Array) -> pa.Array:
     """Trim spaces and collapse runs of them; few values have runs, so only those go
     through the regular expression."""
     values = pc.utf8_trim(values, " ")
-    runs = pc.match_substring(values, "  ")
+    runs = pc.fill_null(pc.match_substring(values, "  "), False)
     if not pc.any(runs).as_py():
         return values
     collapsed = pc.replace_substring_regex(values.filter(runs), "  +", " ")
     return pc.replace_with_mask(values, runs, collapsed)
 
 
-def row_tuples(rows: RowBlock, id_high: int, file_seq: int) -> tuple[bytes, np.ndarray]:
+def row_tuples(rows: RowBlock, types: tuple[ColumnType, ...], id_high: int, file_seq: int
+               ) -> tuple[bytes, np.ndarray]:
     """The rows as binary COPY tuples (see copyrows.row, which makes the same bytes one
     row at a time), and where each row starts in them (with the end as a last entry).
 
-    A tuple is its fixed-size parts (lengths, id, age, file_seq, line: numpy structured
-    arrays, filled a field at a time) joined with the names and location by Arrow.
+    A tuple is its fixed-size parts (field count, id, file_seq, line: numpy structured
+    arrays, filled a field at a time) joined by Arrow with each column's fields, which
+    coltypes encodes a column at a time.
     """
     count = len(rows.lines)
-    # "first rest": the first space ends first_name; a single word has no last_name.
-    words = pc.split_pattern(rows.fullname, " ", max_splits=1)
-    starts = words.offsets.to_numpy()
-    two = np.diff(starts) == 2
-    first = words.values.take(pa.array(starts[:-1]))
-    last = words.values.take(pa.array(starts[:-1] + 1, mask=~two))
     head = np.empty(count, dtype=[("fields", ">i2"), ("id_length", ">i4"), ("id_high", ">u8"),
-                                  ("id_low", ">u8"), ("first_length", ">i4")])
-    head["fields"] = copyrows.FIELDS
+                                  ("id_low", ">u8")])
+    head["fields"] = len(types) + len(LINEAGE)
     head["id_length"] = 16
     head["id_high"] = id_high
     head["id_low"] = rows.lines.astype(np.uint64) | np.uint64(id_low(0))
-    head["first_length"] = _lengths(first)
-    last_length = np.where(two, _lengths(last, fill=0), -1).astype(">i4")
-    middle = np.empty(count, dtype=[("age_length", ">i4"), ("age", ">i2"),
-                                    ("location_length", ">i4")])
-    middle["age_length"] = 2
-    middle["age"] = rows.age
-    middle["location_length"] = _lengths(rows.location)
     tail = np.empty(count, dtype=[("seq_length", ">i4"), ("seq", ">i8"),
                                   ("line_length", ">i4"), ("line", ">i8")])
     tail["seq_length"] = 8
     tail["seq"] = file_seq
     tail["line_length"] = 8
     tail["line"] = rows.lines
-    tuples = pc.binary_join_element_wise(
-        _binary(head), first.cast(_BYTES), _binary(last_length), last.cast(_BYTES),
-        _binary(middle), rows.location.cast(_BYTES), _binary(tail), _NOTHING,
-        null_handling="replace", null_replacement="")
+    columns = [encode_column(values, kind).cast(_BYTES)
+               for values, kind in zip(rows.values, types, strict=True)]
+    tuples = pc.binary_join_element_wise(_binary(head), *columns, _binary(tail), _NOTHING)
     offsets = np.frombuffer(tuples.buffers()[1], dtype=np.int64)[
         tuples.offset:tuples.offset + count + 1]
     data = tuples.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
     return data, offsets - offsets[0]
-
-
-def _lengths(values: pa.Array, fill: int = -1) -> np.ndarray:
-    """Each value's length in bytes (`fill` for a null)."""
-    return pc.fill_null(pc.binary_length(values), fill).to_numpy()
 
 
 def _binary(fixed: np.ndarray) -> pa.Array:

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from chute.datasets import Datasets, DatasetsError
+from chute.datasets import load as load_datasets
+
 DEFAULTS = {
     "CHUTE_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
     "CHUTE_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/chute",
@@ -25,6 +28,8 @@ DEFAULTS = {
     "CHUTE_PREFETCH": "8",
     "CHUTE_LOG_LEVEL": "INFO",
 }
+# Without CHUTE_DATASETS, this file in the working directory, if it exists.
+DATASETS_FILE = "chute.toml"
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _TABLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -49,6 +54,7 @@ class Config:
     prefetch: int
     log_level: str
     metrics_port: int | None
+    datasets: Datasets
 
     @property
     def database_name(self) -> str:
@@ -69,6 +75,7 @@ class Config:
 
         token = get("CHUTE_API_TOKEN") or None
         metrics = get("CHUTE_METRICS_PORT")
+        table = _match("CHUTE_TABLE", get("CHUTE_TABLE"), _TABLE, "a lower-case SQL identifier")
         return cls(
             amqp_url=_url("CHUTE_AMQP_URL", get("CHUTE_AMQP_URL"), ("amqp", "amqps")),
             database_url=_database_url(get("CHUTE_DATABASE_URL")),
@@ -79,7 +86,7 @@ class Config:
                 _NAMESPACE,
                 "letters, digits, '_', '.', '-'",
             ),
-            table=_match("CHUTE_TABLE", get("CHUTE_TABLE"), _TABLE, "a lower-case SQL identifier"),
+            table=table,
             api_host=get("CHUTE_API_HOST"),
             api_port=_integer("CHUTE_API_PORT", get("CHUTE_API_PORT"), 1, 65535),
             api_token=token,
@@ -87,7 +94,24 @@ class Config:
             prefetch=_integer("CHUTE_PREFETCH", get("CHUTE_PREFETCH"), 1, 1000),
             log_level=_level(get("CHUTE_LOG_LEVEL")),
             metrics_port=_integer("CHUTE_METRICS_PORT", metrics, 0, 65535) if metrics else None,
+            datasets=_datasets(get("CHUTE_DATASETS"), table),
         )
+
+
+def _datasets(value: str, people_table: str) -> Datasets:
+    """The declared datasets; the built-in people alone without a file."""
+    if value:
+        path = Path(value)
+        if not path.is_file():
+            raise ConfigError(f"CHUTE_DATASETS: no such file: {value}")
+    else:
+        path = Path(DATASETS_FILE)
+        if not path.is_file():
+            path = None
+    try:
+        return load_datasets(path, people_table)
+    except DatasetsError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:

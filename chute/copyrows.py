@@ -6,40 +6,36 @@ which is the pipeline's limit). A batch body is the rows' tuples only; the loade
 the format's 19-byte header and 2-byte trailer (wrap()).
 
 A tuple: int16 field count, then per field an int32 byte length (-1 for NULL) and the
-bytes. The columns, in ROW_COLUMNS order: id uuid (16 bytes), first_name, last_name
-(NULL for a one-word name) and location as UTF-8, age smallint, file_seq and line bigint,
-all integers big-endian. One row at a time here (the row-by-row path); columnar builds
-the same bytes for a block with numpy.
+bytes. The fields, in a table's COPY order (tables.copy_columns): id uuid (16 bytes),
+the dataset's columns as coltypes encodes them, then file_seq and line (bigint,
+big-endian). One row at a time here (the row-by-row path); columnar builds the same
+bytes for a block with numpy and Arrow.
 """
 
 from __future__ import annotations
 
 import struct
 import uuid
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
 
-FIELDS = 7
+from chute.coltypes import ColumnType, encode
+
 HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)  # signature, flags, no extension
 TRAILER = struct.pack(">h", -1)
-NULL = struct.pack(">i", -1)
 
 _START = struct.Struct(">hi16s")  # field count, then the id's length and bytes
+_LINEAGE = struct.Struct(">iqiq")  # file_seq and line, each with its length
 
 
-def row(row_id: bytes, first: str, last: str | None, age: int, location: str,
+def row(row_id: bytes, values: Sequence[object], types: Sequence[ColumnType],
         file_seq: int, line: int) -> bytes:
     """One tuple."""
     return b"".join((
-        _START.pack(FIELDS, 16, row_id),
-        _text(first.encode()),
-        NULL if last is None else _text(last.encode()),
-        struct.pack(">ih", 2, age),
-        _text(location.encode()),
-        struct.pack(">iqiq", 8, file_seq, 8, line),
+        _START.pack(len(types) + 3, 16, row_id),
+        *(encode(value, kind) for value, kind in zip(values, types, strict=True)),
+        _LINEAGE.pack(8, file_seq, 8, line),
     ))
-
-
-def _text(value: bytes) -> bytes:
-    return struct.pack(">i", len(value)) + value
 
 
 def wrap(rows: bytes) -> bytes:
@@ -47,10 +43,28 @@ def wrap(rows: bytes) -> bytes:
     return HEADER + rows + TRAILER
 
 
-def read(stream: bytes) -> list[tuple[object, ...]]:
+# Decoding, for tests and tools: PostgreSQL's binary forms back into Python values.
+_EPOCH = datetime(2000, 1, 1)
+_DECODE = {
+    "smallint": lambda raw: struct.unpack(">h", raw)[0],
+    "integer": lambda raw: struct.unpack(">i", raw)[0],
+    "bigint": lambda raw: struct.unpack(">q", raw)[0],
+    "double": lambda raw: struct.unpack(">d", raw)[0],
+    "boolean": lambda raw: raw == b"\x01",
+    "date": lambda raw: date(2000, 1, 1) + timedelta(days=struct.unpack(">i", raw)[0]),
+    "timestamp": lambda raw: _EPOCH + timedelta(microseconds=struct.unpack(">q", raw)[0]),
+    "timestamptz": lambda raw: (_EPOCH + timedelta(microseconds=struct.unpack(">q", raw)[0])
+                                ).replace(tzinfo=UTC),
+    "uuid": lambda raw: uuid.UUID(bytes=raw),
+    "text": lambda raw: raw.decode(),
+}
+
+
+def read(stream: bytes, types: Sequence[ColumnType]) -> list[tuple[object, ...]]:
     """Decode tuples (without header and trailer) into Python values: for tests and tools.
 
-    uuid as text, text as str, age and the integers as int, NULL as None.
+    The id as text, then each column's value (numeric as its raw bytes), file_seq and
+    line as int; NULL as None.
     """
     rows = []
     at = 0
@@ -68,11 +82,10 @@ def read(stream: bytes) -> list[tuple[object, ...]]:
             at += length
             if index == 0:
                 values.append(str(uuid.UUID(bytes=raw)))
-            elif index == 3:
-                values.append(struct.unpack(">h", raw)[0])
-            elif index in (5, 6):
+            elif index > len(types):
                 values.append(struct.unpack(">q", raw)[0])
             else:
-                values.append(raw.decode())
+                kind = types[index - 1].name.split("(")[0]
+                values.append(_DECODE.get(kind, bytes)(raw))
         rows.append(tuple(values))
     return rows

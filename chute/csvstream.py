@@ -25,7 +25,8 @@ HAS_NUL = "contains a NUL byte"  # PostgreSQL text cannot hold NUL
 # is kept as it is.
 _CSV_REASONS = {
     "unexpected end of data": "a quoted field is not closed by the end of the file",
-    "',' expected after '\"'": "text after a closing quote (write a quote inside a field as \"\")",
+    "DELIMITER expected after '\"'":
+        "text after a closing quote (write a quote inside a field as \"\")",
     "new-line character seen in unquoted field": "a carriage return in an unquoted field",
 }
 
@@ -45,7 +46,8 @@ class Record(NamedTuple):
 
 
 def read_records(stream: BinaryIO, max_record_bytes: int = 1 << 20,
-                 first_line: int = 1, at_start: bool = True) -> Iterator[Record]:
+                 first_line: int = 1, at_start: bool = True,
+                 delimiter: str = ",") -> Iterator[Record]:
     """Yield every non-blank record of a UTF-8 CSV stream (opened 'rb'), header included.
 
     A record's size is its bytes excluding its final line break; one larger than
@@ -63,7 +65,7 @@ def read_records(stream: BinaryIO, max_record_bytes: int = 1 << 20,
     # strict=True: an unclosed quote at end of file, or text after a closing quote, becomes an
     # error. Non-strict csv guesses instead: it returns a half-read record at EOF with no
     # error and glues `"ab"c` into `abc`; a reject a person can fix beats a silent guess.
-    reader = csv.reader(source, strict=True)
+    reader = csv.reader(source, strict=True, delimiter=delimiter)
     done = first_line - 1  # physical lines consumed before the current record
     while True:
         try:
@@ -92,6 +94,8 @@ def read_records(stream: BinaryIO, max_record_bytes: int = 1 << 20,
             # csv drops the rest of the failing line and resets itself on the next call, so
             # the same reader carries on at the next physical line.
             reason = str(exc).split(" - ")[0]  # drop csv's hint aimed at programmers
+            if reason.endswith(" expected after '\"'"):  # names the delimiter
+                reason = "DELIMITER expected after '\"'"
             reason = _CSV_REASONS.get(reason, reason)
             error = trouble[-1] if trouble else f"malformed quoting: {reason}"
         text = "\n".join(pending)

@@ -21,16 +21,16 @@ import psycopg2.extras
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection  # noqa: N812 - re-exported type
 
-from chute import copyrows, metrics
+from chute import copyrows, metrics, tables
+from chute.datasets import Dataset, Datasets
 from chute.messages import FileDone, RowBatch
 
 log = logging.getLogger(__name__)
 
 SCHEMA_LOCK = 0x63687574  # "chut": serialises schema set-up between services
-ROW_COLUMNS = "(id, first_name, last_name, age, location, file_seq, line)"
 # The columns of FileRecord, in its order.
 FILE_RECORD_COLUMNS = ("file_id::text, seq, name, path, sha256, state, error, "
-                       "duplicate_of::text, size_bytes")
+                       "duplicate_of::text, size_bytes, dataset")
 FINAL_STATES = ("loaded", "duplicate", "quarantined", "failed")
 
 
@@ -49,6 +49,7 @@ class FileRecord:
     error: str | None
     duplicate_of: str | None
     size_bytes: int
+    dataset: str | None  # None: no dataset matched its path
 
 
 def connect(url: str) -> Connection:
@@ -114,46 +115,49 @@ def ensure_database(url: str) -> None:
         admin.close()
 
 
-def prepare(url: str, table: str, reader: str) -> None:
-    """Create the database if missing and apply the schema: what every service does
-    before anything else, so that nobody runs SQL by hand."""
+def prepare(url: str, datasets: Datasets, reader: str) -> None:
+    """Create the database if missing, apply the schema and bring every dataset's table
+    in step: what every service does before anything else, so that nobody runs SQL by
+    hand. Raises tables.DeclarationRefused (nothing applied) when a declaration cannot
+    be applied."""
     ensure_database(url)
     conn = connect(url)
     try:
-        apply_schema(conn, table, reader)
+        apply_schema(conn, datasets, reader)
     finally:
         conn.close()
 
 
-def apply_schema(conn: Connection, table: str, reader: str) -> None:
+def apply_schema(conn: Connection, datasets: Datasets, reader: str) -> None:
     text = package_files("chute").joinpath("schema.sql").read_text()
-    statement = sql.SQL(text).format(
-        table=sql.Identifier(table),
-        table_file_line=sql.Identifier(f"{table}_file_line"),
-        table_filters=sql.Identifier(f"{table}_filters"),
-        old_filter_indexes=sql.SQL(", ").join(
-            sql.Identifier("public", f"{table}_{column}_file_line")
-            for column in ("location", "first_name", "last_name")),
-        reader=sql.Identifier(reader),
-        reader_name=sql.Literal(reader),
-    )
+    statement = sql.SQL(text).format(reader=sql.Identifier(reader),
+                                     reader_name=sql.Literal(reader))
     with transaction(conn) as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         cur.execute(statement)
+        for change in tables.apply(cur, datasets, reader):
+            log.info("table changed", extra={"change": change})
+
+
+def plan_tables(conn: Connection, datasets: Datasets, reader: str) -> list[tables.TablePlan]:
+    """What apply_schema would do for each dataset, without doing it (`chute datasets`)."""
+    with transaction(conn) as cur:
+        return [tables.plan(cur, dataset, reader) for dataset in datasets]
 
 
 # --- the watcher -------------------------------------------------------------------
 
 
 def register_file(
-    conn: Connection, file_id: str, name: str, path: str, sha256: str, size: int
+    conn: Connection, file_id: str, name: str, path: str, sha256: str, size: int,
+    dataset: str | None,
 ) -> FileRecord:
     """Record an arrival (idempotent: a second call returns the first record)."""
     with transaction(conn) as cur:
         cur.execute(
-            """INSERT INTO chute.files (file_id, name, path, sha256, size_bytes)
-               VALUES (%s, %s, %s, %s, %s) ON CONFLICT (file_id) DO NOTHING""",
-            (file_id, name, path, sha256, size),
+            """INSERT INTO chute.files (file_id, name, path, sha256, size_bytes, dataset)
+               VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (file_id) DO NOTHING""",
+            (file_id, name, path, sha256, size, dataset),
         )
     record = get_file(conn, file_id)
     assert record is not None
@@ -284,7 +288,7 @@ def loaded_batches(conn: Connection, file_id: str) -> set[int]:
 # --- the loader --------------------------------------------------------------------
 
 
-def load_batch(conn: Connection, table: str, batch: RowBatch) -> str | None:
+def load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | None:
     """Write a batch's rows and rejects and record it in the ledger, in one transaction.
 
     A batch already in the ledger is skipped: redelivery has no second effect.
@@ -302,7 +306,7 @@ def load_batch(conn: Connection, table: str, batch: RowBatch) -> str | None:
         fresh = cur.fetchone() is not None
         if fresh:
             if batch.rows:
-                _copy_rows(cur, table, batch.rows)
+                _copy_rows(cur, dataset, batch.rows)
             if batch.rejects:
                 cur.copy_expert(
                     "COPY chute.rejects (file_id, line, reason, raw) FROM STDIN",
@@ -323,11 +327,12 @@ def load_batch(conn: Connection, table: str, batch: RowBatch) -> str | None:
     return completed
 
 
-def _copy_rows(cur: Any, table: str, rows: bytes) -> None:
+def _copy_rows(cur: Any, dataset: Dataset, rows: bytes) -> None:
     """COPY the rows (binary tuples, see copyrows); if some already exist (an earlier
     arrival of the same bytes that failed half-way), insert only the missing ones
     instead: never a second copy."""
-    target = sql.SQL("public.{} " + ROW_COLUMNS).format(sql.Identifier(table))
+    table, columns = dataset.table, tables.copy_columns(dataset)
+    target = sql.SQL("{} ({})").format(sql.Identifier("public", table), columns)
     stream = copyrows.wrap(rows)
     cur.execute("SAVEPOINT copy_rows")
     try:
@@ -340,10 +345,11 @@ def _copy_rows(cur: Any, table: str, rows: bytes) -> None:
                 "CREATE TEMP TABLE incoming ON COMMIT DROP AS SELECT * FROM public.{} WITH NO DATA"
             ).format(sql.Identifier(table))
         )
-        cur.copy_expert("COPY incoming " + ROW_COLUMNS + " FROM STDIN WITH (FORMAT binary)",
-                        io.BytesIO(stream))
+        cur.copy_expert(sql.SQL("COPY incoming ({}) FROM STDIN WITH (FORMAT binary)").format(
+            columns), io.BytesIO(stream))
         cur.execute(
-            sql.SQL("INSERT INTO {} SELECT * FROM incoming ON CONFLICT DO NOTHING").format(target)
+            sql.SQL("INSERT INTO {} SELECT {} FROM incoming ON CONFLICT DO NOTHING").format(
+                target, columns)
         )
 
 

@@ -4,14 +4,18 @@ A file is claimed by renaming it from inbox/NAME to work/FILE_ID/NAME: the renam
 atomic, so two watchers can never both claim it, and the file id travels in the path,
 so a watcher that dies right after the rename finds the claim again on restart.
 
-From the claim on, a file goes by a name that every later step can hold: valid UTF-8
-(the database and the messages cannot carry other bytes) and short enough to take a
-suffix and `.reason.txt` within the 255 bytes a file name may have.
+A file's NAME is its path under inbox/ ("orders/2024-06.csv" for a file in a subfolder):
+the dataset is chosen by it, so it is kept through work/ and into archive/ and
+quarantine/, where the subfolders reappear. From the claim on, each part of the name is
+one that every later step can hold: valid UTF-8 (the database and the messages cannot
+carry other bytes) and short enough to take a suffix and `.reason.txt` within the 255
+bytes a file name may have.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,14 +36,17 @@ def claim_name(name: str) -> str:
     return name[: len(name) - len(suffix)].encode()[:room].decode("utf-8", "ignore") + suffix
 
 
+def claim_path(relative: Path) -> str:
+    """The name a file under inbox/ goes by once claimed: its parts, each a claim_name,
+    joined by "/"."""
+    return "/".join(claim_name(part) for part in relative.parts)
+
+
 @dataclass(frozen=True)
 class Claimed:
     file_id: str
     path: Path
-
-    @property
-    def name(self) -> str:
-        return self.path.name
+    name: str  # its path under inbox/, "/"-separated
 
 
 def reason_path(quarantined: Path) -> Path:
@@ -66,30 +73,31 @@ class Folders:
         """Move an inbox file into work/; None when another watcher took it first."""
         file_id = str(uuid.uuid4())
         folder = self.work / file_id
-        folder.mkdir()
-        dest = folder / claim_name(path.name)
+        name = claim_path(path.relative_to(self.inbox))
+        dest = folder / name
+        dest.parent.mkdir(parents=True)
         try:
             os.rename(path, dest)
         except FileNotFoundError:
-            folder.rmdir()
+            _remove_empty(dest.parent, self.work)
             return None
         except OSError:
-            folder.rmdir()  # nothing was claimed: leave no empty folder behind
+            _remove_empty(dest.parent, self.work)  # nothing was claimed: leave no folders
             raise
-        return Claimed(file_id, dest)
+        return Claimed(file_id, dest, name)
 
     def claimed(self) -> Iterator[Claimed]:
         """Claims found in work/, for recovery at start; empty leftovers are removed."""
         for folder in sorted(self.work.iterdir()):
             if not folder.is_dir():
                 continue
-            entries = list(folder.iterdir())
-            if not entries:
-                folder.rmdir()  # a watcher died between mkdir and rename
+            files = [entry for entry in sorted(folder.rglob("*"))
+                     if entry.is_file() and not entry.name.endswith(".reason.txt")]
+            if not files:
+                shutil.rmtree(folder, ignore_errors=True)  # died between mkdir and rename
                 continue
-            for entry in entries:
-                if entry.is_file() and not entry.name.endswith(".reason.txt"):
-                    yield Claimed(folder.name, entry)
+            for entry in files:
+                yield Claimed(folder.name, entry, entry.relative_to(folder).as_posix())
 
     def work_path(self, file_id: str, name: str) -> Path:
         return self.work / file_id / name
@@ -112,9 +120,12 @@ class Folders:
         `target`: two workers finishing files of the same name at once each keep theirs.
         """
         source = self.work_path(file_id, name)
-        stem, dot, ext = name.rpartition(".")
-        for candidate in (name, f"{stem}.{file_id[:8]}.{ext}" if dot else f"{name}.{file_id[:8]}"):
-            dest = target / candidate
+        folder, _, base = name.rpartition("/")
+        stem, dot, ext = base.rpartition(".")
+        suffixed = f"{stem}.{file_id[:8]}.{ext}" if dot else f"{base}.{file_id[:8]}"
+        (target / folder).mkdir(parents=True, exist_ok=True)
+        for candidate in (base, suffixed):
+            dest = target / folder / candidate
             try:
                 # A hard link, unlike a rename, fails if the name is taken, and in one step.
                 os.link(source, dest)
@@ -128,12 +139,19 @@ class Folders:
                 os.unlink(source)
             except FileNotFoundError:
                 pass  # a concurrent attempt moved it too, to the same place
-            try:
-                source.parent.rmdir()
-            except OSError:
-                pass
+            _remove_empty(source.parent, self.work)
             return dest
         raise FileExistsError(f"{target}: both {name} and its suffixed name are taken")
+
+
+def _remove_empty(folder: Path, top: Path) -> None:
+    """Remove `folder` and its parents up to (not including) `top`, while empty."""
+    while folder != top and top in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -11,9 +11,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Self
 
-# 2: RowBatch rows are binary COPY tuples (1 had COPY text). A message of another version
-# is refused and dead-lettered, never loaded the wrong way.
-SCHEMA_VERSION = 2
+# 3: FileArrived and RowBatch name their dataset (2 was people alone); 2: RowBatch rows
+# are binary COPY tuples (1 had COPY text). A message of another version is refused and
+# dead-lettered, never loaded the wrong way.
+SCHEMA_VERSION = 3
 
 
 class MessageDecodeError(ValueError):
@@ -43,6 +44,7 @@ class FileArrived(_JsonMessage):
     path: str  # relative to the data directory
     sha256: str
     size: int
+    dataset: str  # its rows' dataset, chosen by the watcher from the path
 
 
 @dataclass(frozen=True)
@@ -57,13 +59,13 @@ class FileDone(_JsonMessage):
 class RowBatch:
     """Rows and rejects of one slice of a file.
 
-    `rows` is binary COPY tuples for the loaded table's columns (id, first_name,
-    last_name, age, location, file_seq, line; see copyrows); `rejects` is COPY text for
-    (file_id, line, reason, raw).
+    `rows` is binary COPY tuples for the dataset's table (id, its columns, file_seq,
+    line; see copyrows); `rejects` is COPY text for (file_id, line, reason, raw).
     """
 
     KIND: ClassVar[str] = "row.batch"
     file_id: str
+    dataset: str
     batch_no: int
     row_count: int
     reject_count: int
@@ -72,6 +74,7 @@ class RowBatch:
 
     def encode(self) -> tuple[dict[str, Any], bytes]:
         headers = _headers(self.KIND, self.file_id) | {
+            "dataset": self.dataset,
             "batch_no": self.batch_no,
             "row_count": self.row_count,
             "reject_count": self.reject_count,
@@ -87,6 +90,7 @@ class RowBatch:
             split = int(headers["rows_bytes"])
             return cls(
                 file_id=str(headers["file_id"]),
+                dataset=str(headers["dataset"]),
                 batch_no=int(headers["batch_no"]),
                 row_count=int(headers["row_count"]),
                 reject_count=int(headers["reject_count"]),

@@ -46,8 +46,12 @@ def retry_file(config: Config, file_id: str) -> str:
         conn.close()
     broker = Broker(config.amqp_url, config.namespace)
     try:
+        if record.dataset is None:
+            raise RetryError(f"{record.name}: no dataset matched it; declare one whose "
+                             "`match` fits it, then drop the file in again")
         event = FileArrived(file_id=record.file_id, seq=record.seq, name=record.name,
-                            path=record.path, sha256=record.sha256, size=size)
+                            path=record.path, sha256=record.sha256, size=size,
+                            dataset=record.dataset)
         broker.publish(FILES, *event.encode())
     finally:
         broker.close()

@@ -1,6 +1,7 @@
--- chute's schema, applied at every service's start (idempotent; serialised by an
--- advisory lock so that services starting together do not race).
--- {table} is the loaded table (CHUTE_TABLE) and {reader} the API's read-only role.
+-- chute's own bookkeeping, applied at every service's start (idempotent; serialised by
+-- an advisory lock so that services starting together do not race). Each dataset's
+-- table is made from its declaration (tables.py) in the same transaction.
+-- {reader} is the API's read-only role.
 
 CREATE SCHEMA IF NOT EXISTS chute;
 
@@ -26,7 +27,20 @@ CREATE TABLE IF NOT EXISTS chute.files (
     started_at    timestamptz,
     finished_at   timestamptz
 );
+-- Which dataset the file's rows belong to, chosen from its path by the watcher (NULL:
+-- none matched, and the file was quarantined). Files recorded before datasets existed
+-- were all people; the default fills them in, then goes.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM information_schema.columns WHERE table_schema = 'chute'
+                   AND table_name = 'files' AND column_name = 'dataset') THEN
+        ALTER TABLE chute.files ADD COLUMN dataset text DEFAULT 'people';
+        ALTER TABLE chute.files ALTER COLUMN dataset DROP DEFAULT;
+    END IF;
+END
+$$;
 CREATE INDEX IF NOT EXISTS files_sha256 ON chute.files (sha256);
+CREATE INDEX IF NOT EXISTS files_dataset_seq ON chute.files (dataset, seq);
 CREATE INDEX IF NOT EXISTS files_name_seq ON chute.files (name, seq);
 CREATE INDEX IF NOT EXISTS files_state_seq ON chute.files (state, seq);
 
@@ -50,19 +64,6 @@ CREATE TABLE IF NOT EXISTS chute.rejects (
     PRIMARY KEY (file_id, line)
 );
 
--- The loaded rows. id comes from the file's content and the line (chute.rowids);
--- (file_seq, line) says where each row came from and gives arrival order.
-CREATE TABLE IF NOT EXISTS public.{table} (
-    id         uuid PRIMARY KEY,
-    first_name text NOT NULL,
-    last_name  text,
-    age        smallint NOT NULL CHECK (age BETWEEN 0 AND 150),
-    location   text NOT NULL,
-    file_seq   bigint NOT NULL,
-    line       bigint NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS {table_file_line} ON public.{table} (file_seq, line);
-
 -- The API's role: it can read and nothing else.
 DO $$
 BEGIN
@@ -76,18 +77,6 @@ $$;
 GRANT {reader} TO CURRENT_USER;
 GRANT USAGE ON SCHEMA chute TO {reader};
 GRANT SELECT ON ALL TABLES IN SCHEMA chute TO {reader};
-GRANT SELECT ON public.{table} TO {reader};
 
--- The API's /people filters: one GIN index over the three exact-match columns (btree_gin
--- gives GIN the scalar operator classes). GIN inserts go to a pending list that is merged
--- in bulk, so loading pays about 3 CPU-seconds per million rows for it, where three btree
--- indexes (column, file_seq, line) cost 12-17. A filtered page is then either a walk of the
--- keyset index that skips non-matching rows (a common value: it soon finds a page) or a
--- bitmap of the matching rows, sorted (a rare value, or several filters combined): the
--- planner picks by the value's frequency, which is why the API plans each query for its
--- values (plan_cache_mode). age has no index: a range over 151 values matches too many
--- rows for one to help.
+-- Filter indexes are GIN over scalar columns (see tables.py).
 CREATE EXTENSION IF NOT EXISTS btree_gin;
-CREATE INDEX IF NOT EXISTS {table_filters} ON public.{table} USING gin (location, first_name, last_name);
--- Databases made by earlier versions kept a btree index per filter instead.
-DROP INDEX IF EXISTS {old_filter_indexes};

@@ -20,6 +20,7 @@ from chute import db, logs, metrics
 from chute.broker import Broker, BrokerUnavailable, Delivery
 from chute.config import Config, ConfigError
 from chute.db import DatabaseUnavailable
+from chute.tables import DeclarationRefused
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +73,18 @@ def load_config(service: str) -> Config:
     return config
 
 
-def prepare_database(config: Config, stop: Stop) -> None:
-    """Create the database and schema if missing; waits for PostgreSQL to come up."""
+def prepare_database(config: Config, stop: Stop, service: str = "service") -> None:
+    """Create the database, schema and tables if missing; waits for PostgreSQL to come up.
+    A declaration the database cannot take stops the service with its one line."""
 
-    run_with_reconnect(
-        lambda: db.prepare(config.database_url, config.table, config.reader_role), stop,
-        once=True)
+    def prepare() -> None:
+        try:
+            db.prepare(config.database_url, config.datasets, config.reader_role)
+        except DeclarationRefused as e:
+            print(f"chute {service}: cannot start: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    run_with_reconnect(prepare, stop, once=True)
 
 
 def run_with_reconnect(session: Callable[[], None], stop: Stop, once: bool = False) -> None:
@@ -112,7 +119,7 @@ def start(service: str) -> tuple[Config, Stop]:
     stop.install()  # first: a SIGTERM during start-up must also stop us cleanly
     config = load_config(service)
     metrics.serve(config.metrics_port)
-    prepare_database(config, stop)
+    prepare_database(config, stop, service)
     return config, stop
 
 

@@ -8,6 +8,7 @@ produces exactly the same batches.
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
@@ -15,9 +16,10 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 
 from chute import copyrows
-from chute.cleaning import Columns, HeaderError, clean_row, find_columns
+from chute.cleaning import HeaderError, Layout, clean_row, find_columns
 from chute.columnar import Rows, Scanner, row_tuples
 from chute.csvstream import HAS_NUL, NOT_UTF8, Record, read_records
+from chute.datasets import Dataset
 from chute.messages import FileDone, RowBatch
 from chute.rowids import id_high, id_low
 
@@ -74,8 +76,8 @@ class _Opening:
         return data
 
 
-def open_records(stream: BinaryIO, columnar: bool = True
-                 ) -> tuple[Columns, Iterator[Record | Rows]]:
+def open_records(stream: BinaryIO, dataset: Dataset, columnar: bool = True
+                 ) -> tuple[Layout, Iterator[Record | Rows]]:
     """Read the header; raise FileUnusable, with a specific reason, when there is none.
 
     The records come as Rows where the columnar fast path could read them, unless
@@ -87,8 +89,11 @@ def open_records(stream: BinaryIO, columnar: bool = True
     columns (no header at all, missing or duplicate columns, see find_columns).
     """
     opening = _Opening(stream)
-    scanner = Scanner(opening)  # type: ignore[arg-type]  # only read() is used
-    records = iter(scanner) if columnar else read_records(opening)  # type: ignore[arg-type]
+    source = opening if dataset.encoding == "utf-8" else _Transcoded(opening, dataset.encoding)
+    delimiter = dataset.delimiter
+    scanner = Scanner(source, delimiter=delimiter)  # type: ignore[arg-type]  # only read()
+    records = (iter(scanner) if columnar  # type: ignore[arg-type]
+               else read_records(source, delimiter=delimiter))  # type: ignore[arg-type]
     header = next(records, None)
     if header is None:
         raise FileUnusable("empty file (0 bytes)" if not opening.head
@@ -104,17 +109,17 @@ def open_records(stream: BinaryIO, columnar: bool = True
     if any(_CONTROL.search(name) for name in fields):
         raise FileUnusable(f"not a text file: line {header.line} has control characters")
     try:
-        columns = find_columns(fields)
+        layout = find_columns(fields, dataset)
     except HeaderError as e:
         raise FileUnusable(str(e)) from None
     if columnar:
-        scanner.use_columns(columns)
-    return columns, records
+        scanner.use_columns(layout)
+    return layout, records
 
 
 def transform(
-    stream: BinaryIO, file_id: str, file_seq: int, sha256: str, batch_size: int,
-    max_batch_bytes: int = MAX_BATCH_BYTES, columnar: bool = True,
+    stream: BinaryIO, dataset: Dataset, file_id: str, file_seq: int, sha256: str,
+    batch_size: int, max_batch_bytes: int = MAX_BATCH_BYTES, columnar: bool = True,
 ) -> Iterator[RowBatch | FileDone]:
     """Yield the file's batches, then its FileDone. Raises FileUnusable before any batch.
 
@@ -122,11 +127,12 @@ def transform(
     both depend only on the file's bytes, so the cut is the same at every attempt, and
     the same whichever way (columnar or row by row) a row was read.
     """
-    columns, records = open_records(stream, columnar)
+    layout, records = open_records(stream, dataset, columnar)
+    types = tuple(column.type for column in dataset.columns)
     high = id_high(sha256)
     id_start = high.to_bytes(8, "big")
     escape = _COPY_ESCAPES
-    batches = _Batches(file_id, batch_size, max_batch_bytes)
+    batches = _Batches(file_id, dataset.name, batch_size, max_batch_bytes)
     total = 0
     block, tuples = None, None  # the latest block of columnar rows, encoded once
 
@@ -134,22 +140,21 @@ def transform(
         if type(record) is Rows:
             if record.block is not block:
                 block = record.block
-                tuples = _Tuples(*row_tuples(block, high, file_seq))
+                tuples = _Tuples(*row_tuples(block, types, high, file_seq))
             total += len(record)
             yield from batches.add_rows(tuples, record.start, record.stop)
             continue
         assert isinstance(record, Record)
         total += 1
         line = record.line
-        result = record.error or clean_row(record.fields or [], columns)
+        result = record.error or clean_row(record.fields or [], layout)
         if type(result) is str:
             reason, raw = result.translate(escape), record.raw.translate(escape)
             text = f"{file_id}\t{line}\t{reason}\t{raw}\n".encode()
             batches.rejects.append(text)
         else:
-            first, last, age, location = result
             row_id = id_start + id_low(line).to_bytes(8, "big")
-            text = copyrows.row(row_id, first, last, age, location, file_seq, line)
+            text = copyrows.row(row_id, result, types, file_seq, line)
             batches.rows.append(text)
             batches.row_count += 1
         batches.size += len(text)
@@ -160,11 +165,32 @@ def transform(
     yield FileDone(file_id=file_id, batches=batches.batch_no, rows_total=total)
 
 
+class _Transcoded:
+    """A stream in another ASCII-compatible encoding, read as UTF-8: the rest of the
+    pipeline knows one encoding. Bytes the encoding cannot map are replaced (U+FFFD), so
+    nothing stops the file; a single-byte encoding such as latin-1 maps them all."""
+
+    def __init__(self, raw: _Opening, encoding: str) -> None:
+        self._read = raw.read
+        self._decoder = codecs.getincrementaldecoder(encoding)("replace")
+        self._done = False
+
+    def read(self, size: int) -> bytes:
+        while not self._done:
+            data = self._read(size)
+            self._done = not data
+            text = self._decoder.decode(data, final=self._done)
+            if text:
+                return text.encode()
+        return b""
+
+
 class _Batches:
     """The batch being filled, and where to cut it (see transform)."""
 
-    def __init__(self, file_id: str, batch_size: int, max_bytes: int) -> None:
+    def __init__(self, file_id: str, dataset: str, batch_size: int, max_bytes: int) -> None:
         self.file_id = file_id
+        self.dataset = dataset
         self.batch_size = batch_size
         self.max_bytes = max_bytes
         self.batch_no = 0
@@ -180,6 +206,7 @@ class _Batches:
     def cut(self) -> RowBatch:
         batch = RowBatch(
             file_id=self.file_id,
+            dataset=self.dataset,
             batch_no=self.batch_no,
             row_count=self.row_count,
             reject_count=len(self.rejects),

@@ -55,8 +55,12 @@ class BatchHandler:
         try:
             # In a helper thread, so that a slow COPY does not starve the heartbeats.
             if isinstance(message, RowBatch):
+                dataset = self.config.datasets.get(message.dataset)
+                if dataset is None:  # another service's datasets file declares it
+                    raise LookupError(f"dataset {message.dataset!r} is not declared in this "
+                                      f"loader's datasets ({self.config.datasets.source})")
                 loaded = self.broker.keep_alive_during(
-                    lambda: db.load_batch(self.conn, self.config.table, message))
+                    lambda: db.load_batch(self.conn, dataset, message))
             else:
                 loaded = self.broker.keep_alive_during(
                     lambda: db.record_done(self.conn, message))

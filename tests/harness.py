@@ -113,10 +113,11 @@ class Environment:
     def drop(self, dest: str, content: bytes) -> Path:
         """Write a file beside the inbox, then rename it in: it appears finished."""
         staging = self.data_dir / ".staging"
-        staging.mkdir(exist_ok=True)
         tmp = staging / dest
+        tmp.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(content)
-        target = self.inbox / dest
+        target = self.inbox / dest  # dest may name a subfolder: orders/x.csv
+        target.parent.mkdir(parents=True, exist_ok=True)
         os.rename(tmp, target)
         return target
 
@@ -231,10 +232,11 @@ class Services:
 
 
 @contextmanager
-def running_stack(root: Path, request: Any) -> Iterator[tuple[Environment, Services]]:
+def running_stack(root: Path, request: Any, **overrides: str
+                  ) -> Iterator[tuple[Environment, Services]]:
     """All four services on a private environment, for a module's tests to share;
     prints the services' logs if any test failed meanwhile, and cleans up."""
-    environment = Environment(root)
+    environment = Environment(root, **overrides)
     services = Services(environment)
     failed_before = request.session.testsfailed
     try:

@@ -19,6 +19,7 @@ from typing import BinaryIO
 from chute import db, metrics, placement
 from chute.broker import BATCHES, Broker, Delivery
 from chute.config import Config
+from chute.datasets import Dataset
 from chute.folders import Folders
 from chute.messages import FileArrived, FileDone, MessageDecodeError, RowBatch
 from chute.service import Interrupted, Stop, give_up_or_retry
@@ -85,7 +86,8 @@ class FileHandler:
         self.broker.ack(delivery)
 
     def _handle(self, event: FileArrived) -> None:
-        context = {"file_id": event.file_id, "file_name": event.name}
+        context = {"file_id": event.file_id, "file_name": event.name,
+                   "dataset": event.dataset}
         state, batch_size = db.begin_processing(self.conn, event.file_id, self.config.batch_size)
         if state in ("duplicate", "loaded"):
             # Also repairs a move that a crash interrupted (moving is idempotent).
@@ -106,6 +108,10 @@ class FileHandler:
             return
         record = db.get_file(self.conn, event.file_id)
         assert record is not None  # begin_processing found it; files are never deleted
+        dataset = self.config.datasets.get(event.dataset)
+        if dataset is None:  # the watcher's datasets file declares it, ours does not
+            raise LookupError(f"dataset {event.dataset!r} is not declared in this "
+                              f"transformer's datasets ({self.config.datasets.source})")
         already_loaded = db.loaded_batches(self.conn, event.file_id)
         path = self.config.data_dir / event.path
         started = time.monotonic()
@@ -124,7 +130,8 @@ class FileHandler:
                     raise FileChanged(f"file changed after it was claimed: sha256 {claimed}, "
                                       f"{event.sha256} when claimed")
                 raw.seek(0)
-                done = self._publish_batches(raw, event, batch_size, already_loaded)
+                done = self._publish_batches(raw, dataset, event, batch_size,
+                                             already_loaded)
         except FileUnusable as e:
             db.finish_file(self.conn, event.file_id, "quarantined", str(e))
             placement.quarantine(self.conn, self.folders, event.file_id, event.name, str(e))
@@ -142,8 +149,8 @@ class FileHandler:
             "batches_skipped": len(already_loaded),
             "duration_ms": round((time.monotonic() - started) * 1000, 1)})
 
-    def _publish_batches(self, raw: BinaryIO, event: FileArrived, batch_size: int,
-                         already_loaded: set[int]) -> FileDone:
+    def _publish_batches(self, raw: BinaryIO, dataset: Dataset, event: FileArrived,
+                         batch_size: int, already_loaded: set[int]) -> FileDone:
         """Publish the batches the ledger lacks, then the FileDone.
 
         The last batch is held back until the whole file has been read and its sha256
@@ -153,7 +160,8 @@ class FileHandler:
         hashing = _HashingReader(raw)
         stream = io.BufferedReader(hashing, buffer_size=1 << 16)
         held: RowBatch | None = None
-        for message in transform(stream, event.file_id, event.seq, event.sha256, batch_size):
+        for message in transform(stream, dataset, event.file_id, event.seq, event.sha256,
+                                 batch_size):
             if self.stop():
                 raise Interrupted(event.file_id)
             if isinstance(message, RowBatch):

@@ -19,6 +19,7 @@ from watchdog.observers import Observer
 from chute import db, metrics, placement
 from chute.broker import FILES, Broker
 from chute.config import Config
+from chute.datasets import Datasets
 from chute.folders import Claimed, Folders, claim_name
 from chute.messages import FileArrived
 from chute.service import Stop, run_with_reconnect
@@ -55,7 +56,7 @@ class InboxEvents(FileSystemEventHandler):
     def on_moved(self, event: FileSystemEvent) -> None:
         """Renamed within the inbox, e.g. from `x.csv.part` to `x.csv`."""
         dest = Path(str(event.dest_path))
-        if dest.parent == self.inbox:
+        if self.inbox in dest.parents:
             self.paths.put((dest, False))
 
     def on_created(self, event: FileSystemEvent) -> None:
@@ -70,7 +71,8 @@ def run(config: Config, stop: Stop) -> None:
     paths: queue.Queue[tuple[Path, bool]] = queue.Queue()
     announced: set[str] = set()  # confirmed in this process: no need to announce again
     observer = Observer()
-    observer.schedule(InboxEvents(folders.inbox, paths), str(folders.inbox), recursive=False)
+    # Recursive: a dataset's files may arrive in a subfolder (orders/2024-06.csv).
+    observer.schedule(InboxEvents(folders.inbox, paths), str(folders.inbox), recursive=True)
     observer.start()
     try:
         run_with_reconnect(lambda: _session(config, folders, paths, announced, stop), stop)
@@ -83,7 +85,7 @@ def _session(config: Config, folders: Folders, paths: queue.Queue[tuple[Path, bo
              announced: set[str], stop: Stop) -> None:
     conn = db.connect(config.database_url)
     broker = Broker(config.amqp_url, config.namespace)
-    inbox = Inbox(conn, broker, folders, announced)
+    inbox = Inbox(conn, broker, folders, config.datasets, announced)
     try:
         inbox.recover()
         next_scan = 0.0
@@ -96,8 +98,7 @@ def _session(config: Config, folders: Folders, paths: queue.Queue[tuple[Path, bo
                 broker.poll(0)  # keeps heartbeats flowing
                 continue
             candidates = [(path, just_created) for path, just_created in events
-                          if path.parent == folders.inbox and is_candidate(path)
-                          and path.is_file()]
+                          if inbox.wants(path) and path.is_file()]
             if candidates:
                 open_files = files_open_now()  # one /proc scan for all waiting events
                 for path, just_created in candidates:
@@ -112,17 +113,29 @@ class Inbox:
     """Claims and announcements, over one database and one broker connection."""
 
     def __init__(self, conn: db.Connection, broker: Broker, folders: Folders,
-                 announced: set[str]) -> None:
+                 datasets: Datasets, announced: set[str]) -> None:
         self.conn = conn
         self.broker = broker
         self.folders = folders
+        self.datasets = datasets
         self.announced = announced
+
+    def wants(self, path: Path) -> bool:
+        """A file somewhere under inbox/ that is ours to take: `*.csv` (any case) or a
+        name some dataset's `match` fits; hidden files and folders are left alone."""
+        try:
+            relative = path.relative_to(self.folders.inbox)
+        except ValueError:
+            return False
+        if any(part.startswith(".") for part in relative.parts):
+            return False
+        return is_candidate(path) or self.datasets.for_path(relative.as_posix()) is not None
 
     def rescan(self) -> None:
         """Take every finished file in the inbox: those there at start, and any whose
         events were missed."""
-        paths = [p for p in sorted(self.folders.inbox.iterdir())
-                 if is_candidate(p) and p.is_file()]
+        paths = [p for p in sorted(self.folders.inbox.rglob("*"))
+                 if self.wants(p) and p.is_file()]
         open_files = files_open_now() if paths else None  # no /proc scan for an empty inbox
         for path in paths:
             if is_finished(path, open_files):
@@ -141,21 +154,33 @@ class Inbox:
             self.announce(claimed)
 
     def announce(self, claimed: Claimed) -> None:
-        """Register a claimed file and publish its FileArrived (both idempotent)."""
+        """Register a claimed file and publish its FileArrived (both idempotent); a file
+        no dataset matches is quarantined, saying so."""
         started = time.monotonic()
         sha256, size = _digest(claimed.path)
+        dataset = self.datasets.for_path(claimed.name)
         record = db.register_file(self.conn, claimed.file_id, claimed.name,
-                                  self.folders.relative(claimed.path), sha256, size)
+                                  self.folders.relative(claimed.path), sha256, size,
+                                  dataset.name if dataset else None)
+        context = {"file_id": record.file_id, "file_name": record.name,
+                   "dataset": record.dataset}
+        if dataset is None:
+            reason = self.datasets.no_match(claimed.name)
+            db.finish_file(self.conn, record.file_id, "quarantined", reason)
+            placement.quarantine(self.conn, self.folders, record.file_id, record.name, reason)
+            metrics.FILES.labels("quarantined").inc()
+            log.warning("file quarantined", extra=context | {"reason": reason})
+            return
         event = FileArrived(file_id=record.file_id, seq=record.seq, name=record.name,
-                            path=record.path, sha256=record.sha256, size=size)
+                            path=record.path, sha256=record.sha256, size=size,
+                            dataset=dataset.name)
         self.broker.publish(FILES, *event.encode())
         self.announced.add(record.file_id)
         seconds = time.monotonic() - started
         metrics.FILES_RECEIVED.inc()
         metrics.FILE_SECONDS.observe(seconds)
-        log.info("file received", extra={"file_id": record.file_id, "file_name": record.name,
-                                         "bytes": size, "sha256": sha256,
-                                         "duration_ms": round(seconds * 1000, 1)})
+        log.info("file received", extra=context | {"bytes": size, "sha256": sha256,
+                                                   "duration_ms": round(seconds * 1000, 1)})
 
     def recover(self) -> None:
         """Finish what a watcher that died, or lost its connection, left: claims never

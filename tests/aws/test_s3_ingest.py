@@ -15,6 +15,7 @@ import pytest
 from aws import handlers
 from aws.handlers import on_failed_event, on_s3_event
 from aws.ingest import OutOfTime
+from chute.datasets import load
 from chute.messages import RowBatch
 from chute.rowids import row_uuid
 from chute.transform import FileUnusable, transform
@@ -210,7 +211,7 @@ def test_object_deleted_before_its_event_is_handled_registers_nothing(
 
 def test_keys_are_decoded_and_any_case_of_csv_is_taken(lambda_env: Environment,
                                                        s3: Any) -> None:
-    key = "inbox/2025 exports/Ünïcode people.CSV"
+    key = "inbox/Ünïcode people 2025.CSV"  # at the top: people takes *.csv there
     event = put(s3, key, SAMPLE)
     assert "+" in event["Records"][0]["s3"]["object"]["key"]  # as S3 encodes a space
 
@@ -218,7 +219,7 @@ def test_keys_are_decoded_and_any_case_of_csv_is_taken(lambda_env: Environment,
 
     assert answer["files"][0]["state"] == "loaded"
     assert [row[1:3] for row in files(lambda_env)] == [
-        ("Ünïcode people.CSV", f"s3://{BUCKET}/{key}")]
+        ("Ünïcode people 2025.CSV", f"s3://{BUCKET}/{key}")]
 
 
 def test_other_objects_and_events_are_ignored(lambda_env: Environment, s3: Any) -> None:
@@ -280,14 +281,16 @@ def test_event_lambda_gave_up_on_fails_its_unfinished_files(lambda_env: Environm
 def unusable_reason(body: bytes) -> str:
     """Why the workers' core quarantines these bytes."""
     with pytest.raises(FileUnusable) as unusable:
-        list(transform(io.BytesIO(body), str(uuid.uuid4()), 1, SAMPLE_SHA, 4))
+        list(transform(io.BytesIO(body), load(None)["people"], str(uuid.uuid4()), 1,
+                       SAMPLE_SHA, 4))
     return str(unusable.value)
 
 
 def core_rejects(body: bytes) -> list[tuple[int, str, str]]:
     """(line, reason, raw) of the rows the workers' core rejects (plain values only)."""
     found = []
-    for message in transform(io.BytesIO(body), str(uuid.uuid4()), 1, SAMPLE_SHA, 4):
+    people = load(None)["people"]
+    for message in transform(io.BytesIO(body), people, str(uuid.uuid4()), 1, SAMPLE_SHA, 4):
         if isinstance(message, RowBatch):
             for entry in message.rejects.decode().splitlines():
                 _, line, reason, raw = entry.split("\t")

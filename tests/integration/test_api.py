@@ -26,6 +26,7 @@ from api.app import create_app
 from api.queries import Queries, create_reader_pool
 from chute import db
 from chute.config import Config
+from chute.datasets import load
 from chute.rowids import row_uuid
 from harness import Environment, Services, free_port, wait_until
 
@@ -60,9 +61,9 @@ def seed(environment: Environment) -> None:
             final = state != "processing"
             cur.execute(
                 """INSERT INTO chute.files (file_id, name, path, sha256, size_bytes, state,
-                       rows_total, rows_loaded, rows_rejected, error, finished_at)
+                       rows_total, rows_loaded, rows_rejected, error, finished_at, dataset)
                    VALUES (%s, %s, %s, %s, 1, %s, %s, %s, %s, %s,
-                           CASE WHEN %s THEN now() END)
+                           CASE WHEN %s THEN now() END, 'people')
                    RETURNING file_id::text, seq""",
                 (str(uuid.uuid4()), name, f"archive/{name}", sha, state,
                  rows + 3 * (n == 0) if final else None, rows if final else None,
@@ -257,8 +258,9 @@ def test_files_are_listed_newest_first_with_their_outcome(api: Environment) -> N
     assert [i["file_id"] for i in items] == [f["file_id"] for f in reversed(files)]
     assert [i["state"] for i in items] == [f["state"] for f in reversed(files)]
     alpha = items[-1]
-    assert set(alpha) == {"file_id", "name", "sha256", "state", "rows_total", "rows_loaded",
-                          "rows_rejected", "error", "received_at", "finished_at"}
+    assert set(alpha) == {"file_id", "name", "dataset", "sha256", "state", "rows_total",
+                          "rows_loaded", "rows_rejected", "error", "received_at", "finished_at"}
+    assert alpha["dataset"] == "people"
     assert (alpha["rows_total"], alpha["rows_loaded"], alpha["rows_rejected"]) == (253, 250, 3)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00", alpha["received_at"])
     assert alpha["finished_at"] is not None
@@ -458,7 +460,7 @@ def quiet_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environ
         db.ensure_database(environment.database_url)
         conn = db.connect(environment.database_url)
         try:
-            db.apply_schema(conn, "people", f"{environment.database}_reader")
+            db.apply_schema(conn, load(None), f"{environment.database}_reader")
             with conn, conn.cursor() as cur:
                 cur.execute("""INSERT INTO people SELECT lpad(to_hex(g), 32, '0')::uuid,
                                    'First' || g % 500, 'Last' || g % 2000, g % 100,
@@ -576,7 +578,7 @@ def test_people_queries_use_an_index_at_any_depth(quiet_database: Environment,
     try:
         plans = []
         for after in (None, [1, 50], [9, 99000]):
-            sql, args = Queries("people").people_sql(filters, after, 101)
+            sql, args = Queries(load(None)).people_sql(filters, after, 101)
             with conn, conn.cursor() as cur:
                 cur.execute("SET plan_cache_mode = force_custom_plan")  # as the API's pool
                 cur.execute("PREPARE page AS " + sql)

@@ -16,14 +16,20 @@ import requests
 import schemathesis
 from hypothesis import strategies as st
 
-from api.routes import FILES_CURSOR, PEOPLE_CURSOR, REJECTS_CURSOR
+from api.routes import FILES_CURSOR, PEOPLE_CURSOR, REJECTS_CURSOR, RowsRoute
+from chute.datasets import load
 from conftest import SAMPLE
 from harness import REPO, Environment, Services, free_port, wait_until
+
+# The example datasets: every column type and rule, so every kind of typed parameter of
+# /datasets/NAME/rows is fuzzed.
+DATASETS = REPO / "examples" / "chute.toml"
+ROW_CURSORS = [route.cursor for route in RowsRoute.of_all(load(DATASETS))]
 
 # Cursors are opaque: the document can only name their kind (format "people-cursor"
 # etc.), so schemathesis is taught here to make valid ones. This module is also the
 # `st` process's hooks module (SCHEMATHESIS_HOOKS), which is how the formats reach it.
-for cursor in (PEOPLE_CURSOR, FILES_CURSOR, REJECTS_CURSOR):
+for cursor in (PEOPLE_CURSOR, FILES_CURSOR, REJECTS_CURSOR, *ROW_CURSORS):
     positions = st.lists(st.integers(0, 2**63 - 1), min_size=cursor.size,
                          max_size=cursor.size)
     schemathesis.openapi.format(f"{cursor.listing}-cursor", positions.map(cursor.encode))
@@ -38,14 +44,20 @@ REJECTS = (b"fullname,age,location\nAda Lovelace,36,London\n ,3,Nowhere\nBob,200
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Environment, str]]:
     """The whole pipeline with two files loaded (one with rejects), plus a second API over
     the same database that requires TOKEN; yields the environment and that API's URL."""
-    environment = Environment(tmp_path_factory.mktemp("schema"))
+    environment = Environment(tmp_path_factory.mktemp("schema"), CHUTE_DATASETS=str(DATASETS))
     services = Services(environment)
+    examples = [f"{name}/{path.name}" for name in ("orders", "readings")
+                for path in (REPO / "examples" / name).glob("*.csv")]
     try:
         services.start_all()
         environment.drop("sample.csv", SAMPLE)
         environment.drop("rejects.csv", REJECTS)
+        for name in examples:
+            environment.drop(name, (REPO / "examples" / name).read_bytes())
         assert environment.wait_final("sample.csv")["state"] == "loaded"
         assert environment.wait_final("rejects.csv")["rows_rejected"] == 3
+        for name in examples:
+            assert environment.wait_final(name)["state"] == "loaded"
         port = free_port()
         services.start("api", CHUTE_API_PORT=str(port), CHUTE_API_TOKEN=TOKEN)
         guarded = f"http://127.0.0.1:{port}"

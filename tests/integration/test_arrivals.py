@@ -151,19 +151,38 @@ def test_files_that_are_not_ours_are_left_alone(stack: tuple[Environment, Servic
     left_alone = [".hidden.csv", "notes.txt", "people.csv.part", "people.csv~", "nocsv"]
     for name in left_alone:
         (inbox / name).write_bytes(content)
-    (inbox / "folder.csv").mkdir()
-    (inbox / "folder.csv" / "inner.csv").write_bytes(content)
+    (inbox / ".hidden").mkdir()
+    (inbox / ".hidden" / "inner.csv").write_bytes(content)
 
     time.sleep(PAST_A_RESCAN)
     environment.drop("marker.csv", content)  # taken: so the watcher is looking
     assert_loaded(environment, "marker.csv", 1)
 
-    assert sorted(p.name for p in inbox.iterdir()) == sorted([*left_alone, "folder.csv"])
-    assert [p.name for p in (inbox / "folder.csv").iterdir()] == ["inner.csv"]
-    assert not set(registered(environment)) & {*left_alone, "folder.csv", "inner.csv"}
+    assert sorted(p.name for p in inbox.iterdir()) == sorted([*left_alone, ".hidden"])
+    assert [p.name for p in (inbox / ".hidden").iterdir()] == ["inner.csv"]
+    assert not set(registered(environment)) & {*left_alone, ".hidden/inner.csv"}
     for name in left_alone:
         (inbox / name).unlink()
-    shutil.rmtree(inbox / "folder.csv")
+    shutil.rmtree(inbox / ".hidden")
+
+
+def test_a_csv_in_a_subfolder_no_dataset_matches_is_quarantined_saying_so(
+        stack: tuple[Environment, Services]) -> None:
+    """people takes *.csv at the inbox's top level only; subfolders belong to datasets."""
+    environment, _services = stack
+    (environment.inbox / "folder.csv").mkdir()
+    (environment.inbox / "folder.csv" / "inner.csv").write_bytes(HEADER + b"Ida In,3,Oslo\n")
+
+    state = environment.wait_final("folder.csv/inner.csv", TIMEOUT)
+
+    assert (state["state"], state["dataset"]) == ("quarantined", None)
+    assert state["error"] == ("no dataset matches folder.csv/inner.csv (declared: people: "
+                              "*.csv)")
+    moved = environment.data_dir / "quarantine" / "folder.csv" / "inner.csv"
+    assert moved.read_bytes() == HEADER + b"Ida In,3,Oslo\n"
+    assert (moved.parent / "inner.csv.reason.txt").read_text() == state["error"] + "\n"
+    assert list((environment.inbox / "folder.csv").iterdir()) == []
+    shutil.rmtree(environment.inbox / "folder.csv")
 
 
 def test_files_that_arrive_while_the_watcher_is_down_are_taken_at_start(

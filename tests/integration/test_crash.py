@@ -24,6 +24,7 @@ import requests
 
 from chute import db
 from chute.broker import BATCHES, Broker, dead_letters
+from chute.datasets import load
 from chute.rowids import row_uuid
 from harness import AMQP, Environment, Services, wait_until
 
@@ -174,7 +175,7 @@ def test_files_a_dead_watcher_left_in_work_are_finished_at_start(
     db.ensure_database(environment.database_url)
     conn = db.connect(environment.database_url)
     try:
-        db.apply_schema(conn, "people", f"{environment.database}_reader")
+        db.apply_schema(conn, load(None), f"{environment.database}_reader")
         # Claimed (renamed into work/) but never registered: died right after the rename.
         claimed = generate("claimed.csv", 40)
         place_in_work(environment, claimed)
@@ -183,7 +184,7 @@ def test_files_a_dead_watcher_left_in_work_are_finished_at_start(
         file_id = place_in_work(environment, registered)
         db.register_file(conn, file_id, registered.name, f"work/{file_id}/{registered.name}",
                          hashlib.sha256(registered.content).hexdigest(),
-                         len(registered.content))
+                         len(registered.content), "people")
     finally:
         conn.close()
 
@@ -199,11 +200,12 @@ def test_a_file_changed_in_work_after_its_claim_fails_and_loads_nothing(
     db.ensure_database(environment.database_url)
     conn = db.connect(environment.database_url)
     try:
-        db.apply_schema(conn, "people", f"{environment.database}_reader")
+        db.apply_schema(conn, load(None), f"{environment.database}_reader")
         for csv in (grown, edited):
             file_id = place_in_work(environment, csv)
             db.register_file(conn, file_id, csv.name, f"work/{file_id}/{csv.name}",
-                             hashlib.sha256(csv.content).hexdigest(), len(csv.content))
+                             hashlib.sha256(csv.content).hexdigest(), len(csv.content),
+                             "people")
             path = environment.data_dir / "work" / file_id / csv.name
             if csv is grown:  # someone appends a row after the claim
                 path.write_bytes(csv.content + b"Late Comer,30,Town\n")

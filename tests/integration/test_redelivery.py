@@ -26,10 +26,13 @@ from chute.broker import (
     Delivery,
     dead_letters,
 )
+from chute.datasets import load
 from chute.messages import SCHEMA_VERSION, FileArrived, FileDone, RowBatch
 from chute.transform import transform
 from harness import AMQP, Environment, Services, wait_until
 
+PEOPLE = load(None)["people"]
+TYPES = tuple(column.type for column in PEOPLE.columns)
 HEADER = b"fullname,age,location\n"
 
 
@@ -38,7 +41,7 @@ def conn(environment: Environment) -> Iterator[db.Connection]:
     """The test's own connection to its database, with the schema applied."""
     db.ensure_database(environment.database_url)
     connection = db.connect(environment.database_url)
-    db.apply_schema(connection, "people", f"{environment.database}_reader")
+    db.apply_schema(connection, load(None), f"{environment.database}_reader")
     yield connection
     connection.close()
 
@@ -65,10 +68,11 @@ def claim(environment: Environment, conn: db.Connection, name: str,
     path.write_bytes(content)
     sha256 = hashlib.sha256(content).hexdigest()
     record = db.register_file(conn, file_id, name, f"work/{file_id}/{name}", sha256,
-                              len(content))
+                              len(content), "people")
     state, size = db.begin_processing(conn, file_id, batch_size)
     assert state == "process"
-    return file_id, list(transform(io.BytesIO(content), file_id, record.seq, sha256, size))
+    return file_id, list(transform(io.BytesIO(content), PEOPLE, file_id, record.seq, sha256,
+                                   size))
 
 
 def publish(broker: Broker, messages: list[RowBatch | FileDone]) -> None:
@@ -124,11 +128,11 @@ def test_loading_the_same_batch_twice_in_the_database_is_a_no_op(
     file_id, messages = claim(environment, conn, "direct.csv", people(5, "Direct"), 10)
     batch, done = messages
 
-    assert db.load_batch(conn, "people", batch) is None  # not complete: no FileDone yet
-    assert db.load_batch(conn, "people", batch) is None
+    assert db.load_batch(conn, PEOPLE, batch) is None  # not complete: no FileDone yet
+    assert db.load_batch(conn, PEOPLE, batch) is None
     assert db.record_done(conn, done) == "direct.csv"
     # A redelivery after completion reports the file loaded, so the loader moves it again.
-    assert db.load_batch(conn, "people", batch) == "direct.csv"
+    assert db.load_batch(conn, PEOPLE, batch) == "direct.csv"
     assert db.record_done(conn, done) == "direct.csv"
 
     assert environment.sql("SELECT count(*), count(DISTINCT id) FROM people") == [(5, 5)]
@@ -164,19 +168,19 @@ def test_a_batch_that_keeps_failing_fails_its_file_until_it_is_retried(
         broker: Broker) -> None:
     file_id, messages = claim(environment, conn, "refused.csv", people(6, "Refused"), 3)
     good, bad, done = messages
-    # Age 999 breaks the table's CHECK: PostgreSQL refuses this batch every time.
-    broken = b"".join(copyrows.row(uuid.UUID(str(row_id)).bytes, first, last, 999, place,
-                                   seq, line)  # type: ignore[arg-type]
-                      for row_id, first, last, _age, place, seq, line
-                      in copyrows.read(bad.rows))
-    refused = RowBatch(bad.file_id, bad.batch_no, bad.row_count, bad.reject_count, broken,
-                       bad.rejects)
+    # No location breaks the table's NOT NULL: PostgreSQL refuses this batch every time.
+    broken = b"".join(copyrows.row(uuid.UUID(str(row_id)).bytes, (first, last, age, None),
+                                   TYPES, seq, line)  # type: ignore[arg-type]
+                      for row_id, first, last, age, _place, seq, line
+                      in copyrows.read(bad.rows, TYPES))
+    refused = RowBatch(bad.file_id, bad.dataset, bad.batch_no, bad.row_count,
+                       bad.reject_count, broken, bad.rejects)
     assert refused.rows != bad.rows
     publish(broker, [good, refused, done])
     services.start("loader")
 
     state, _total, _loaded, _rejected, error = wait_for_state(environment, file_id, "failed")
-    assert error.startswith("load failed 3 times, last: CheckViolation(")
+    assert error.startswith("load failed 3 times, last: NotNullViolation(")
     dead = wait_until(lambda: dead_letters(AMQP, environment.namespace), 30, 0.2,
                       what="the refused batch in the dead queue")
     assert [(d.kind, d.file_id, d.reason, d.failures, d.body) for d in dead] == [
@@ -194,7 +198,7 @@ def test_a_batch_that_keeps_failing_fails_its_file_until_it_is_retried(
     services.start("transformer")
     record = db.reset_for_retry(conn, file_id, f"work/{file_id}/refused.csv")
     broker.publish(FILES, *FileArrived(file_id, record.seq, record.name, record.path,
-                                       record.sha256, record.size_bytes).encode())
+                                       record.sha256, record.size_bytes, "people").encode())
     assert wait_for_state(environment, file_id, "loaded")[:5] == ("loaded", 6, 6, 0, None)
     assert environment.sql("SELECT count(*), count(DISTINCT id), count(DISTINCT file_seq) "
                            "FROM people") == [(6, 6, 1)]
@@ -211,7 +215,8 @@ def test_a_message_whose_worker_keeps_dying_is_dead_lettered_and_fails_its_file(
     file_id, _messages = claim(environment, conn, "doomed.csv", people(3, "Doomed"), 10)
     record = db.get_file(conn, file_id)
     assert record is not None
-    event = FileArrived(file_id, record.seq, record.name, record.path, record.sha256, 1)
+    event = FileArrived(file_id, record.seq, record.name, record.path, record.sha256, 1,
+                        "people")
     broker.publish(FILES, *event.encode())
 
     # A consumer that dies holding the message: its connection closes without an ack.

@@ -39,8 +39,8 @@ def test_status_page_shows_files_states_counts_and_rejects(environment: Environm
     assert "<title>chute: status</title>" in dom
     assert '<meta http-equiv="refresh" content="2">' in dom
     text = _visible_text(dom)
-    assert "sample.csv loaded" in text and "15 0 15" in text
-    assert "bad rows.csv loaded" in text and "1 1 2" in text
+    assert "sample.csv people loaded" in text and "15 0 15" in text
+    assert "bad rows.csv people loaded" in text and "1 1 2" in text
     assert "headless.csv" in text and "quarantined" in text
     assert "no header: expected columns fullname, age, location" in text
     assert f'href="/files/{bad["file_id"]}/rejects"' in dom

@@ -17,9 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chute import columnar
+from chute.cleaning import find_columns
+from chute.datasets import load
 from chute.messages import FileDone, RowBatch
 from chute.transform import transform
 
+PEOPLE = load(None)["people"]
 FILE_ID = "00000000-0000-4000-8000-000000000001"
 
 WORDS = ["Ann", "José", "Zoë", "O'Brien", "van der Berg", "Ünal", "李", "😀", "a", ""]
@@ -83,7 +86,7 @@ def files(draw: st.DrawFn) -> bytes:
 def run(data: bytes, fast: bool, batch_size: int, max_chars: int
         ) -> list[RowBatch | FileDone]:
     sha = hashlib.sha256(data).hexdigest()
-    return list(transform(io.BytesIO(data), FILE_ID, 3, sha, batch_size, max_chars,
+    return list(transform(io.BytesIO(data), PEOPLE, FILE_ID, 3, sha, batch_size, max_chars,
                           columnar=fast))
 
 
@@ -108,8 +111,7 @@ def test_most_rows_of_a_plain_file_take_the_fast_path() -> None:
     scanner = columnar.Scanner(io.BytesIO(data))
     items = iter(scanner)
     header = next(items)
-    from chute.cleaning import find_columns
-    scanner.use_columns(find_columns(header.fields or []))
+    scanner.use_columns(find_columns(header.fields or [], PEOPLE))
     kinds = [type(item).__name__ for item in items]
     assert kinds == ["Rows"]
     assert run(data, True, 1000, 1 << 23) == run(data, False, 1000, 1 << 23)

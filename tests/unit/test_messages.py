@@ -7,14 +7,14 @@ from chute.messages import SCHEMA_VERSION, FileArrived, FileDone, MessageDecodeE
 
 def test_file_arrived_round_trips() -> None:
     event = FileArrived(file_id="f", seq=3, name="a b.csv", path="work/f/a b.csv",
-                        sha256="00" * 32, size=10)
+                        sha256="00" * 32, size=10, dataset="orders")
 
     assert FileArrived.decode(*event.encode()) == event
 
 
 @given(rows=st.binary(), rejects=st.binary(), batch_no=st.integers(0, 2**31 - 1))
 def test_row_batch_round_trips(rows: bytes, rejects: bytes, batch_no: int) -> None:
-    batch = RowBatch(file_id="f", batch_no=batch_no, row_count=1, reject_count=2,
+    batch = RowBatch(file_id="f", dataset="people", batch_no=batch_no, row_count=1, reject_count=2,
                      rows=rows, rejects=rejects)
 
     assert RowBatch.decode(*batch.encode()) == batch
@@ -22,7 +22,7 @@ def test_row_batch_round_trips(rows: bytes, rejects: bytes, batch_no: int) -> No
 
 def test_every_message_names_its_file_in_the_headers() -> None:
     for message in (FileDone(file_id="f", batches=1, rows_total=2),
-                    RowBatch("f", 0, 0, 0, b"", b"")):
+                    RowBatch("f", "people", 0, 0, 0, b"", b"")):
         assert message.encode()[0]["file_id"] == "f"
 
 
@@ -50,6 +50,6 @@ def test_a_batch_without_its_headers_is_undecodable() -> None:
 def test_a_batch_of_the_text_format_version_is_refused() -> None:
     """Version 1 batches held COPY text: loading one as binary tuples would fail, so it is
     refused (and dead-lettered by the loader) with the reason."""
-    headers, body = RowBatch("f", 0, 0, 0, b"", b"").encode()
+    headers, body = RowBatch("f", "people", 0, 0, 0, b"", b"").encode()
     with pytest.raises(MessageDecodeError, match="unsupported row.batch schema version 1"):
         RowBatch.decode(headers | {"v": 1}, body)

@@ -16,12 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chute import copyrows
-from chute.cleaning import Columns, clean_row
+from chute.cleaning import Layout, clean_row
 from chute.csvstream import RAW_LIMIT
+from chute.datasets import load
 from chute.messages import FileDone, RowBatch
 from chute.rowids import row_uuid
 from chute.transform import MAX_BATCH_BYTES, FileUnusable, open_records, transform
 
+PEOPLE = load(None)["people"]
+TYPES = tuple(column.type for column in PEOPLE.columns)
 FILE_ID = "6f1c3c1e-0000-4000-8000-000000000001"
 HEADER = b"fullname,age,location\n"
 # Property tests use deadline=None: a busy machine must not fail them; speed is not tested.
@@ -32,7 +35,7 @@ Rejected = tuple[int, str, str]  # line, reason, raw
 
 def run(data: bytes, batch_size: int = 3, max_batch_bytes: int = MAX_BATCH_BYTES,
         ) -> tuple[list[RowBatch], FileDone]:
-    messages = list(transform(io.BytesIO(data), FILE_ID, 7, _sha(data), batch_size,
+    messages = list(transform(io.BytesIO(data), PEOPLE, FILE_ID, 7, _sha(data), batch_size,
                               max_batch_bytes))
     done = messages.pop()
     assert isinstance(done, FileDone)
@@ -82,7 +85,7 @@ def loaded(data: bytes, batches: list[RowBatch]) -> list[Loaded]:
     """Every loaded row, checking its id (from the content and line) and file_seq."""
     out = []
     for batch in batches:
-        for row_id, first, last, age, location, seq, line in copyrows.read(batch.rows):
+        for row_id, first, last, age, location, seq, line in copyrows.read(batch.rows, TYPES):
             assert (row_id, seq) == (str(row_uuid(_sha(data), line)), 7)  # type: ignore[arg-type]
             out.append((line, first, last, age, location))  # type: ignore[arg-type]
     return out
@@ -148,7 +151,7 @@ UTF16 = "not UTF-8: the file is UTF-16 (save it as UTF-8)"
     ],
 )
 def test_unusable_file_is_refused_with_a_specific_reason(data: bytes, reason: str) -> None:
-    messages = transform(io.BytesIO(data), FILE_ID, 7, _sha(data), 10)
+    messages = transform(io.BytesIO(data), PEOPLE, FILE_ID, 7, _sha(data), 10)
     with pytest.raises(FileUnusable) as info:
         next(messages)  # before any batch: nothing of the file is ever loaded
     assert str(info.value) == reason
@@ -168,8 +171,9 @@ def test_header_without_rows_is_a_file_of_zero_rows(data: bytes) -> None:
 
 
 def test_header_is_found_whatever_its_case_spaces_order_and_extras() -> None:
-    columns, records = open_records(io.BytesIO(b"id, Location ,AGE,\tFullName\n1,Oslo,30,Ann\n"))
-    assert columns == Columns(fullname=3, age=2, location=1, count=4)
+    layout, records = open_records(
+        io.BytesIO(b"id, Location ,AGE,\tFullName\n1,Oslo,30,Ann\n"), PEOPLE)
+    assert layout == Layout(PEOPLE, count=4, at=(3, 3, 2, 1))
     assert [r.fields for r in records] == [["1", "Oslo", "30", "Ann"]]
 
 
@@ -339,7 +343,7 @@ def test_any_text_round_trips_through_quoting_cleaning_and_copy(
         start = out.tell()
         writer.writerow(row)
         written = out.getvalue()[start:]
-        result = clean_row(row, Columns(0, 1, 2, 3))
+        result = clean_row(row, Layout(PEOPLE, 3, (0, 0, 1, 2)))
         if isinstance(result, str):
             raw = written[:-1]
             expected_rejects.append(
@@ -363,6 +367,7 @@ def test_any_text_round_trips_through_quoting_cleaning_and_copy(
 _MEASURE = r"""
 import io, resource, sys
 from chute.messages import FileDone
+from chute.datasets import load
 from chute.transform import transform
 
 block = b"".join(b"Person%d Some Name,%d,Town %d\n" % (i, i % 160, i % 97) for i in range(1000))
@@ -385,7 +390,7 @@ class Generated(io.RawIOBase):
 
 blocks = int(sys.argv[1])
 stream = io.BufferedReader(Generated(blocks), 1 << 16)
-for message in transform(stream, "f", 1, "ab" * 32, 1000):
+for message in transform(stream, load(None)["people"], "f", 1, "ab" * 32, 1000):
     pass
 assert message == FileDone("f", message.batches, blocks * 1001), message
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
