@@ -227,11 +227,11 @@ class Broker:
             self._reopen_channel()  # the broker closed the channel
             if e.reply_code == 404:  # a classic queue whose node is down
                 return self._queue_out_of_reach(name, e)
-            found = ("a classic queue" if "'x-queue-type'" in e.reply_text
-                     else "a queue with other arguments")
-            log.warning(f"{found} of this name exists: using it as it is (not replicated "
-                        "if classic); see 'Migrating queues' in docs/cluster.md",
-                        extra={"queue": name, "error": e.reply_text})
+            # The broker names only the first argument that differs, so the reply does
+            # not tell a classic queue apart; the error is logged as it is.
+            log.warning("queue exists with other arguments (a classic queue of an earlier "
+                        "chute?): using it as it is; see 'Migrating queues' in "
+                        "docs/cluster.md", extra={"queue": name, "error": e.reply_text})
             self._found_as_is.add(name)
         try:
             self.channel.queue_declare(name, passive=True)

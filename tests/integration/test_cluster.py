@@ -15,15 +15,27 @@ import math
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pika
 import psycopg2
 import pytest
 from cluster_harness import PostgresPair, RabbitCluster
 
-from chute.broker import BATCHES, FILES, dead_letters, queue_name
-from harness import Environment, Services, wait_until
+from chute.broker import (
+    BATCHES,
+    DEAD,
+    DEAD_NOTIFY,
+    FILES,
+    Broker,
+    Delivery,
+    dead_letters,
+    delete_namespace,
+    queue_name,
+)
+from harness import AMQP, Environment, Services, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -201,3 +213,43 @@ def api_people_ids(environment: Environment, pages: int = 3) -> list[tuple[str]]
 
 def api_files(environment: Environment) -> list[dict[str, object]]:
     return environment.get("/files", params={"limit": 1000}).json()["items"]
+
+
+def test_classic_queues_of_an_earlier_chute_are_used_as_they_are_and_lose_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An existing deployment may have classic queues of these names (RabbitMQ cannot
+    turn one into a quorum queue): they are kept, with a warning, their messages are
+    consumed, and a rejected one is dead-lettered though the queue has no DLX."""
+    namespace = f"chute-test-{uuid.uuid4().hex[:10]}"
+    conn = pika.BlockingConnection(pika.URLParameters(AMQP))
+    try:
+        channel = conn.channel()
+        for queue in (FILES, DEAD):  # classic, no arguments at all
+            channel.queue_declare(queue_name(namespace, queue), durable=True)
+        channel.basic_publish("", queue_name(namespace, FILES), b"old message",
+                              pika.BasicProperties(delivery_mode=2, headers={"kind": "x"}))
+        broker = Broker(AMQP, namespace)
+        try:
+            warned = [(r.queue, r.getMessage()) for r in caplog.records  # type: ignore[attr-defined]
+                      if r.name == "chute.broker" and r.levelname == "WARNING"]
+            assert warned == [(queue_name(namespace, queue),
+                               "queue exists with other arguments (a classic queue of an "
+                               "earlier chute?): using it as it is; see 'Migrating queues' "
+                               "in docs/cluster.md") for queue in (FILES, DEAD)]
+            seen: list[Delivery] = []
+            broker.consume(FILES, 1, seen.append)
+            wait_until(lambda: broker.poll(0.1) or seen, 10, what="the old message")
+            broker.reject(seen[0], requeue=False)
+        finally:
+            broker.close()
+        dead = wait_until(lambda: dead_letters(AMQP, namespace), 10, 0.2,
+                          what="the dead letter")
+        assert [(d.body, d.reason, d.queue) for d in dead] \
+            == [(b"old message", "rejected", queue_name(namespace, FILES))]
+        notify = channel.queue_declare(queue_name(namespace, DEAD_NOTIFY), passive=True)
+        assert notify.method.message_count == 1
+        files = channel.queue_declare(queue_name(namespace, FILES), passive=True)
+        assert files.method.message_count == 0
+    finally:
+        conn.close()
+        delete_namespace(AMQP, namespace)
