@@ -166,6 +166,7 @@ class Broker:
         self.connection: pika.BlockingConnection | None = None
         try:
             self.connection = pika.BlockingConnection(order)
+            # Which node answered: pika keeps a copy of its parameters, equal by host and port.
             self._node = nodes.index(self.connection._impl.params)
             self.channel: BlockingChannel = self.connection.channel()
             self.channel.confirm_delivery()
