@@ -47,8 +47,26 @@ FILE_FILTERS = {"name": "f.name = ${}", "dataset": "f.dataset = ${}", "state": "
                 "before": "f.seq < ${}"}
 
 
+async def schema_replayed(config: Config) -> bool:
+    """True once the database the API reads has the schema and the reader role.
+
+    With CHUTE_API_DATABASE_URL, that is a standby: read-only, so the schema is applied
+    on the primary (CHUTE_DATABASE_URL) and arrives by replication, a moment later.
+    """
+    conn = await asyncpg.connect(config.read_url, timeout=5)
+    try:
+        return bool(await conn.fetchval(
+            "SELECT to_regclass('chute.files') IS NOT NULL"
+            " AND (SELECT bool_and(to_regclass(t) IS NOT NULL) FROM unnest($1::text[]) t)"
+            " AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $2)",
+            [f'public."{d.table}"' for d in config.datasets], config.reader_role))
+    finally:
+        await conn.close()
+
+
 async def create_reader_pool(config: Config) -> asyncpg.Pool:
     """A pool whose every connection reads as the NOLOGIN reader role, read-only.
+    It connects to CHUTE_API_DATABASE_URL when set (a standby), else CHUTE_DATABASE_URL.
 
     The role is set once per connection, and the read-only default comes with the
     connection's start-up settings. Neither stops SQL that says RESET ROLE: the guard
@@ -68,7 +86,7 @@ async def create_reader_pool(config: Config) -> asyncpg.Pool:
     # statement_timeout stops a slow query in the server; command_timeout stops waiting
     # on a server that no longer answers at all.
     return await asyncpg.create_pool(
-        config.database_url, min_size=0, max_size=10, init=read_only, reset=keep_session,
+        config.read_url, min_size=0, max_size=10, init=read_only, reset=keep_session,
         timeout=5, command_timeout=15,
         server_settings={
             "default_transaction_read_only": "on",

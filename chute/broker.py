@@ -5,9 +5,16 @@ Topology, all names prefixed by the namespace:
     {ns}.files        quorum queue of FileArrived
     {ns}.batches      quorum queue of RowBatch and FileDone
     {ns}.dead-letter  fanout exchange that both queues dead-letter into
-    {ns}.dead         classic queue: dead-lettered messages, kept for people to read
+    {ns}.dead         quorum queue: dead-lettered messages, kept for people to read
     {ns}.dead.notify  quorum queue: the same messages, consumed by the loader to mark
                       their file failed
+
+The broker may be a cluster: the URL is a comma-separated list of its nodes. A service
+connects to the first node that answers and, once that connection is lost, starts from
+the next one. Quorum queues are replicated over up to 3 nodes (the broker's default
+quorum_cluster_size; see docs/cluster.md), so they survive the loss of one node.
+A queue that an earlier chute made with other arguments, such as a classic queue, is
+used as it is, with a warning (see Broker._declare_queue).
 
 Every publish waits for the broker's confirm: a message is not sent until confirmed.
 Dead-lettering is at-least-once too: the work queue keeps a message until both dead
@@ -30,6 +37,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from chute import metrics
+from chute.config import amqp_nodes
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,10 @@ T = TypeVar("T")
 # the crashes and outages one message may live through; failures a handler sees are
 # counted apart (Delivery.failures), so outages never burn a handler's retries.
 DELIVERY_LIMIT = 20
+# {ns}.dead is read by fetching a message and handing it back, which a quorum queue
+# counts as a delivery; RabbitMQ 4 gives every quorum queue a default limit of 20, and
+# this queue has nowhere to dead-letter to. A limit no reader reaches keeps every message.
+DEAD_READ_LIMIT = 1_000_000_000
 HEARTBEAT_SECONDS = 60
 # How often keep_alive_during serves the connection: well within any heartbeat a URL
 # may ask for, and cheap (one poll of the socket).
@@ -111,6 +123,25 @@ def queue_name(namespace: str, queue: str) -> str:
     return f"{namespace}.{queue}"
 
 
+def _node_parameters(url: str, timeout: float) -> list[pika.URLParameters]:
+    """pika's parameters for each node of CHUTE_AMQP_URL, one attempt each: the next
+    node is the retry."""
+    nodes = []
+    for node in amqp_nodes(url):
+        params = pika.URLParameters(node)
+        params.connection_attempts = 1
+        params.socket_timeout = timeout
+        params.stack_timeout = 2 * timeout
+        nodes.append(params)
+    return nodes
+
+
+# Per process and per URL list: the node to try first. It moves on past a node whose
+# connection was lost, so a reconnect does not wait on the node that just went away
+# (on a real network a dead host costs a connect timeout, not a refusal).
+_first_node: dict[str, int] = {}
+
+
 class Broker:
     """One blocking connection and channel, in confirm mode."""
 
@@ -120,22 +151,32 @@ class Broker:
         self.dead_letter_exchange = f"{namespace}.dead-letter"
         self._stopping: Callable[[], bool] = lambda: False
         self._consumers = 0
-        params = pika.URLParameters(url)
-        if "heartbeat" not in urlsplit(url).query:  # CHUTE_AMQP_URL may set its own
-            params.heartbeat = HEARTBEAT_SECONDS
-        params.blocked_connection_timeout = 300
-        params.connection_attempts = 1
-        params.socket_timeout = 5
-        params.stack_timeout = 10
+        self._url = url
+        self._node = 0
+        # Queues used as they were found (see _declare_queue): their own dead-lettering
+        # is not relied on.
+        self._found_as_is: set[str] = set()
+        nodes = _node_parameters(url, 5)
+        for node, params in zip(amqp_nodes(url), nodes, strict=True):
+            if "heartbeat" not in urlsplit(node).query:  # CHUTE_AMQP_URL may set its own
+                params.heartbeat = HEARTBEAT_SECONDS
+            params.blocked_connection_timeout = 300
+        first = _first_node.get(url, 0) % len(nodes)
+        order = nodes[first:] + nodes[:first]
         self.connection: pika.BlockingConnection | None = None
         try:
-            self.connection = pika.BlockingConnection(params)
+            self.connection = pika.BlockingConnection(order)
+            # Which node answered: pika keeps a copy of its parameters, equal by host and port.
+            self._node = nodes.index(self.connection._impl.params)
             self.channel: BlockingChannel = self.connection.channel()
             self.channel.confirm_delivery()
             self._declare()
         except (*_LOST, OSError) as e:  # OSError: a DNS failure while connecting
             self.close()  # a half-open connection must not linger until the next session
             raise BrokerUnavailable(f"broker: {e!r}") from None
+        _first_node[url] = self._node
+        if len(nodes) > 1:
+            log.info("broker connected", extra={"node": self._node + 1, "nodes": len(nodes)})
         metrics.CONNECTED.labels("broker").set(1)
 
     def _declare(self) -> None:
@@ -156,29 +197,65 @@ class Broker:
             name = queue_name(self.namespace, key)
             self._declare_queue(name, work_args)
             self.channel.queue_bind(name, self.exchange, routing_key=key)
-        # {ns}.dead is a classic queue: people read it by fetching and returning messages,
-        # which a quorum queue counts as deliveries (RabbitMQ 4 gives every quorum queue a
-        # default delivery limit of 20, and this queue has nowhere to dead-letter to).
-        dead_types = {DEAD: "classic", DEAD_NOTIFY: "quorum"}
-        for key, queue_type in dead_types.items():
+        dead_arguments = {
+            DEAD: {"x-queue-type": "quorum", "x-delivery-limit": DEAD_READ_LIMIT},
+            DEAD_NOTIFY: {"x-queue-type": "quorum"},
+        }
+        for key, arguments in dead_arguments.items():
             name = queue_name(self.namespace, key)
-            self._declare_queue(name, {"x-queue-type": queue_type})
-            self.channel.queue_bind(name, self.dead_letter_exchange)
+            if self._declare_queue(name, arguments):
+                self.channel.queue_bind(name, self.dead_letter_exchange)
 
-    def _declare_queue(self, name: str, arguments: dict[str, Any]) -> None:
-        """Declare a durable queue; one that exists with other arguments (made by an
-        older chute) is used as it is, with a warning, rather than refused forever."""
+    def _declare_queue(self, name: str, arguments: dict[str, Any]) -> bool:
+        """Declare a durable queue; False if it exists but is out of reach right now.
+
+        A queue that exists with other arguments is used as it is, with a warning,
+        rather than refused forever: RabbitMQ cannot change a queue's type or arguments
+        in place, and deleting a queue that holds messages would lose them. Typically a
+        classic queue made by an earlier chute (the dead queue was classic before
+        clusters): it works on one node but is not replicated, and its own
+        dead-lettering is not relied on (see reject). docs/cluster.md says how to
+        migrate it. A classic queue whose node is down cannot even be declared; for a
+        dead queue that is survivable (dead-lettering is at-least-once: messages wait
+        in their work queue until it is back), so the service goes on without it.
+        """
         try:
             self.channel.queue_declare(name, durable=True, arguments=arguments)
+            return True
         except pika.exceptions.ChannelClosedByBroker as e:
-            if e.reply_code != 406:  # PRECONDITION_FAILED: inequivalent arguments
+            if e.reply_code not in (404, 406):
                 raise
-            log.warning("queue exists with other arguments, using it as it is; delete it "
-                        "while it is empty to get the current ones",
-                        extra={"queue": name, "error": e.reply_text})
-            self.channel = self._open().channel()  # the broker closed the channel
-            self.channel.confirm_delivery()
+            self._reopen_channel()  # the broker closed the channel
+            if e.reply_code == 404:  # a classic queue whose node is down
+                return self._queue_out_of_reach(name, e)
+            # The broker names only the first argument that differs, so the reply does
+            # not tell a classic queue apart; the error is logged as it is.
+            log.warning("queue exists with other arguments (a classic queue of an earlier "
+                        "chute?): using it as it is; see 'Migrating queues' in "
+                        "docs/cluster.md", extra={"queue": name, "error": e.reply_text})
+            self._found_as_is.add(name)
+        try:
             self.channel.queue_declare(name, passive=True)
+            return True
+        except pika.exceptions.ChannelClosedByBroker as e:
+            if e.reply_code != 404:
+                raise
+            self._reopen_channel()
+            return self._queue_out_of_reach(name, e)
+
+    def _queue_out_of_reach(self, name: str, error: pika.exceptions.ChannelClosedByBroker
+                            ) -> bool:
+        if name not in (queue_name(self.namespace, DEAD),
+                        queue_name(self.namespace, DEAD_NOTIFY)):
+            raise error  # a work queue: nothing can be done without it
+        log.warning("dead queue out of reach (its node is down?): dead letters wait in "
+                    "their work queue until it is back",
+                    extra={"queue": name, "error": error.reply_text})
+        return False
+
+    def _reopen_channel(self) -> None:
+        self.channel = self._open().channel()
+        self.channel.confirm_delivery()
 
     def publish(self, routing_key: str, headers: dict[str, Any], body: bytes) -> None:
         """Publish persistently and return once the broker has confirmed it."""
@@ -258,6 +335,22 @@ class Broker:
 
     def reject(self, delivery: Delivery, requeue: bool) -> None:
         """requeue=False sends the message to the dead-letter queues."""
+        name = queue_name(self.namespace, delivery.queue)
+        if not requeue and name in self._found_as_is:
+            # A queue found as it was may have no dead-letter exchange, and then a
+            # rejected message would be dropped: dead-letter it ourselves, confirmed
+            # before the original goes (a crash in between leaves both; both are safe).
+            headers = {k: v for k, v in delivery.headers.items() if k not in _BROKER_HEADERS}
+            headers["x-death"] = [{"reason": "rejected", "queue": name, "count": 1}]
+            props = pika.BasicProperties(delivery_mode=2, headers=headers)
+            try:
+                with _lost_is_unavailable():
+                    self.channel.basic_publish(self.dead_letter_exchange, "", delivery.body,
+                                               properties=props, mandatory=True)
+            except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as e:
+                raise BrokerUnavailable(f"broker refused a dead letter: {e!r}") from None
+            self.ack(delivery)
+            return
         self._settle(lambda: self.channel.basic_nack(delivery.tag, requeue=requeue))
 
     def retry_later(self, delivery: Delivery) -> None:
@@ -285,6 +378,9 @@ class Broker:
 
     def close(self) -> None:
         """Close quietly: unacknowledged messages go back to their queue."""
+        if self.connection is not None and not self.connection.is_open:
+            # Lost, not closed by us: the next connection starts at the next node.
+            _first_node[self._url] = self._node + 1
         try:
             if self.connection is not None and self.connection.is_open:
                 self.connection.close()
@@ -292,15 +388,16 @@ class Broker:
             pass
 
 
+def _connect(url: str, timeout: float = 5.0) -> pika.BlockingConnection:
+    """A plain connection to the first node of CHUTE_AMQP_URL that answers."""
+    return pika.BlockingConnection(_node_parameters(url, timeout))
+
+
 def ping(url: str, timeout: float = 2.0) -> bool:
-    """True when the broker completes a handshake within `timeout` seconds."""
-    params = pika.URLParameters(url)
-    params.connection_attempts = 1
-    params.socket_timeout = timeout
-    params.blocked_connection_timeout = timeout
-    params.stack_timeout = timeout
+    """True when a node of the broker completes a handshake within `timeout` seconds:
+    with a cluster, one node is enough, as every service moves to one that answers."""
     try:
-        pika.BlockingConnection(params).close()
+        _connect(url, timeout).close()
         return True
     except Exception:  # noqa: BLE001 - any failure means "not ready"
         return False
@@ -322,10 +419,10 @@ class DeadLetter:
 def dead_letters(url: str, namespace: str, limit: int = 100) -> list[DeadLetter]:
     """Read up to `limit` messages of {ns}.dead without removing them.
 
-    Each is fetched unacknowledged and handed back when the connection closes (the dead
-    queue is a classic queue, which counts no deliveries: reading it is harmless).
+    Each is fetched unacknowledged and handed back when the connection closes; the
+    dead queue counts that as a delivery, and its limit (DEAD_READ_LIMIT) is out of reach.
     """
-    conn = pika.BlockingConnection(pika.URLParameters(url))
+    conn = _connect(url)
     found: list[DeadLetter] = []
     try:
         ch = conn.channel()
@@ -353,7 +450,7 @@ def dead_letters(url: str, namespace: str, limit: int = 100) -> list[DeadLetter]
 
 def delete_namespace(url: str, namespace: str) -> None:
     """Remove every queue and exchange of a namespace (tests clean up with this)."""
-    conn = pika.BlockingConnection(pika.URLParameters(url))
+    conn = _connect(url)
     try:
         ch = conn.channel()
         for queue in (FILES, BATCHES, DEAD, DEAD_NOTIFY):

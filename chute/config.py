@@ -55,6 +55,18 @@ class Config:
     log_level: str
     metrics_port: int | None
     datasets: Datasets
+    # Where the API reads: a streaming standby, or (empty) the database itself.
+    api_database_url: str = ""
+
+    @property
+    def amqp_nodes(self) -> tuple[str, ...]:
+        """The broker nodes' URLs, in the order services try them."""
+        return amqp_nodes(self.amqp_url)
+
+    @property
+    def read_url(self) -> str:
+        """The database the API reads: CHUTE_API_DATABASE_URL, else CHUTE_DATABASE_URL."""
+        return self.api_database_url or self.database_url
 
     @property
     def database_name(self) -> str:
@@ -76,9 +88,15 @@ class Config:
         token = get("CHUTE_API_TOKEN") or None
         metrics = get("CHUTE_METRICS_PORT")
         table = _match("CHUTE_TABLE", get("CHUTE_TABLE"), _TABLE, "a lower-case SQL identifier")
+        database_url = _database_url("CHUTE_DATABASE_URL", get("CHUTE_DATABASE_URL"))
+        api_database_url = get("CHUTE_API_DATABASE_URL")
+        if api_database_url:
+            _standby_url(api_database_url, database_url)
+        amqp_url = get("CHUTE_AMQP_URL")
+        amqp_nodes(amqp_url)  # validates every node's URL
         return cls(
-            amqp_url=_url("CHUTE_AMQP_URL", get("CHUTE_AMQP_URL"), ("amqp", "amqps")),
-            database_url=_database_url(get("CHUTE_DATABASE_URL")),
+            amqp_url=amqp_url,
+            database_url=database_url,
             data_dir=Path(get("CHUTE_DATA_DIR")).resolve(),
             namespace=_match(
                 "CHUTE_NAMESPACE",
@@ -95,6 +113,7 @@ class Config:
             log_level=_level(get("CHUTE_LOG_LEVEL")),
             metrics_port=_integer("CHUTE_METRICS_PORT", metrics, 0, 65535) if metrics else None,
             datasets=_datasets(get("CHUTE_DATASETS"), table),
+            api_database_url=api_database_url,
         )
 
 
@@ -114,6 +133,20 @@ def _datasets(value: str, people_table: str) -> Datasets:
         raise ConfigError(str(e)) from None
 
 
+def amqp_nodes(value: str) -> tuple[str, ...]:
+    """CHUTE_AMQP_URL as a list of node URLs: one URL, or several nodes of one cluster
+    separated by commas (a comma inside a password is written %2C, as URLs need anyway).
+    """
+    nodes = tuple(part.strip() for part in value.split(","))
+    for number, node in enumerate(nodes, 1):
+        if not node:
+            raise ConfigError(f"CHUTE_AMQP_URL: node {number} of {len(nodes)} is empty "
+                              "(a stray comma?)")
+        name = "CHUTE_AMQP_URL" if len(nodes) == 1 else f"CHUTE_AMQP_URL (node {number})"
+        _url(name, node, ("amqp", "amqps"))
+    return nodes
+
+
 def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     try:
         parts = urlsplit(value)
@@ -125,13 +158,24 @@ def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
-def _database_url(value: str) -> str:
-    _url("CHUTE_DATABASE_URL", value, ("postgresql", "postgres"))
+def _database_url(variable: str, value: str) -> str:
+    _url(variable, value, ("postgresql", "postgres"))
     name = urlsplit(value).path.lstrip("/")
     if not _TABLE.fullmatch(name):
         raise ConfigError(
-            "CHUTE_DATABASE_URL must name a database (lower-case letters, digits, '_')"
+            f"{variable} must name a database (lower-case letters, digits, '_')"
         )
+    return value
+
+
+def _standby_url(value: str, database_url: str) -> str:
+    """A standby is a copy of the whole server: the same database, and the same reader
+    role (created on the primary and replicated), so the names must agree."""
+    _database_url("CHUTE_API_DATABASE_URL", value)
+    name, expected = (urlsplit(u).path.lstrip("/") for u in (value, database_url))
+    if name != expected:
+        raise ConfigError(f"CHUTE_API_DATABASE_URL must name the same database as "
+                          f"CHUTE_DATABASE_URL ({expected!r}), got {name!r}")
     return value
 
 

@@ -73,7 +73,7 @@ def load_config(service: str) -> Config:
     return config
 
 
-def prepare_database(config: Config, stop: Stop, service: str = "service") -> None:
+def prepare_database(config: Config, stop: Stop, service: str) -> None:
     """Create the database, schema and tables if missing; waits for PostgreSQL to come up.
     A declaration the database cannot take stops the service with its one line."""
 

@@ -29,7 +29,7 @@ def main() -> int:
     config = load_config("stack")
     stop = Stop()
     stop.install()
-    prepare_database(config, stop)
+    prepare_database(config, stop, "stack")
     config.data_dir.joinpath("inbox").mkdir(parents=True, exist_ok=True)
     processes = {
         f"{name}-{n}" if REPLICAS.get(name, 1) > 1 else name:
