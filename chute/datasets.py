@@ -161,7 +161,7 @@ class _ColumnSpec(msgspec.Struct, forbid_unknown_fields=True):
 
 class _DatasetSpec(msgspec.Struct, forbid_unknown_fields=True):
     match: list[str] | str
-    columns: dict[str, _ColumnSpec]
+    columns: dict[str, Any]  # each a _ColumnSpec once _parse has checked it
     table: str | None = None
     key: list[str] = []
     filters: list[str] = []
@@ -171,7 +171,7 @@ class _DatasetSpec(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class _FileSpec(msgspec.Struct, forbid_unknown_fields=True):
-    datasets: dict[str, _DatasetSpec] = {}
+    datasets: dict[str, dict[str, Any]] = {}
 
 
 def load(path: Path | None, people_table: str = "people") -> Datasets:
@@ -187,8 +187,8 @@ def load(path: Path | None, people_table: str = "people") -> Datasets:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise DatasetsError(f"{path}: cannot be read ({e})") from None
-        declared = _parse(text, source).datasets
-    people = _parse(BUILT_IN_PEOPLE, "built-in").datasets["people"]
+        declared = _parse(text, source)
+    people = _parse(BUILT_IN_PEOPLE, "built-in")["people"]
     specs = dict(declared)
     if "people" not in specs:
         specs["people"] = msgspec.structs.replace(people, table=people_table)
@@ -196,24 +196,44 @@ def load(path: Path | None, people_table: str = "people") -> Datasets:
     tables: dict[str, str] = {}
     for dataset in datasets:
         if dataset.table in tables:
-            raise DatasetsError(f"{source}: datasets.{dataset.name}.table: {dataset.table!r} "
-                                f"is also the table of dataset {tables[dataset.table]!r}")
+            first, second = tables[dataset.table], dataset.name
+            if second not in declared:  # the built-in people: the user's line is the other
+                raise DatasetsError(
+                    f"{source}: datasets.{first}.table: {dataset.table!r} is the built-in "
+                    "people dataset's table (choose another, or redeclare people)")
+            raise DatasetsError(f"{source}: datasets.{second}.table: {dataset.table!r} "
+                                f"is also the table of dataset {first!r}")
         tables[dataset.table] = dataset.name
     return Datasets(datasets, source)
 
 
-def _parse(text: str, source: str) -> _FileSpec:
+def _parse(text: str, source: str) -> dict[str, _DatasetSpec]:
+    """The file's datasets, each checked for its shape; errors name the path."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise DatasetsError(f"{source}: not valid TOML: {e}") from None
+    datasets = _convert(data, _FileSpec, source, "").datasets
+    specs = {}
+    for name, raw in datasets.items():
+        where = f"datasets.{name}"
+        spec = _convert(raw, _DatasetSpec, source, where)
+        # One at a time, so that an error names the column (msgspec says "[...]").
+        columns = {column: _convert(value, _ColumnSpec, source, f"{where}.columns.{column}")
+                   for column, value in spec.columns.items()}
+        specs[name] = msgspec.structs.replace(spec, columns=columns)
+    return specs
+
+
+def _convert(data: Any, kind: type[Any], source: str, where: str) -> Any:
     try:
-        return msgspec.convert(data, _FileSpec)
+        return msgspec.convert(data, kind)
     except msgspec.ValidationError as e:
-        # msgspec says "... - at `$.datasets.orders.columns.amount`": name the path first.
-        message, _, where = str(e).partition(" - at `$.")
-        where = where.rstrip("`")
-        raise DatasetsError(f"{source}: {where + ': ' if where else ''}{message}") from None
+        # msgspec says "... - at `$.match`": name the whole path first.
+        message, _, inner = str(e).partition(" - at `$")
+        path = where + inner.rstrip("`")
+        raise DatasetsError(f"{source}: {path.lstrip('.') + ': ' if path else ''}{message}"
+                            ) from None
 
 
 def _dataset(name: str, spec: _DatasetSpec, source: str) -> Dataset:

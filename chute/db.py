@@ -139,10 +139,29 @@ def apply_schema(conn: Connection, datasets: Datasets, reader: str) -> None:
             log.info("table changed", extra={"change": change})
 
 
-def plan_tables(conn: Connection, datasets: Datasets, reader: str) -> list[tables.TablePlan]:
-    """What apply_schema would do for each dataset, without doing it (`chute datasets`)."""
-    with transaction(conn) as cur:
-        return [tables.plan(cur, dataset, reader) for dataset in datasets]
+def plan_tables(url: str, datasets: Datasets) -> list[tables.TablePlan]:
+    """What start-up would do for each dataset, without doing it (`chute datasets`); a
+    database that does not exist yet would get every table."""
+    if not database_exists(url):
+        return [tables.plan_new(dataset) for dataset in datasets]
+    conn = connect(url)
+    try:
+        with transaction(conn) as cur:
+            return [tables.plan(cur, dataset) for dataset in datasets]
+    finally:
+        conn.close()
+
+
+def database_exists(url: str) -> bool:
+    parts = urlsplit(url)
+    admin = connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        with transaction(admin) as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                        (parts.path.lstrip("/"),))
+            return cur.fetchone() is not None
+    finally:
+        admin.close()
 
 
 # --- the watcher -------------------------------------------------------------------
