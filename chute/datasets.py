@@ -179,15 +179,18 @@ def load(path: Path | None, people_table: str = "people") -> Datasets:
 
     `people_table` is CHUTE_TABLE: the built-in people's table, unless redeclared.
     """
-    declared: dict[str, _DatasetSpec] = {}
-    source = "built-in"
-    if path is not None:
-        source = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise DatasetsError(f"{path}: cannot be read ({e})") from None
-        declared = _parse(text, source)
+    if path is None:
+        return load_text("", "built-in", people_table)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetsError(f"{path}: cannot be read ({e})") from None
+    return load_text(text, str(path), people_table)
+
+
+def load_text(text: str, source: str, people_table: str = "people") -> Datasets:
+    """The datasets a TOML text declares (`source` names it in errors), people included."""
+    declared = _parse(text, source)
     people = _parse(BUILT_IN_PEOPLE, "built-in")["people"]
     specs = dict(declared)
     if "people" not in specs:
