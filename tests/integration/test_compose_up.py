@@ -258,10 +258,20 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path, engine: None) -> Itera
     data_dir.mkdir()
     os.chown(data_dir, *owner)
     stack = Stack(data_dir, owner)
+    before = _image_id()
     try:
         yield stack
     finally:
         stack.down_everything()
+        if before and _image_id() not in (None, before):
+            # Rebuilt for changed code: the previous build would only take up disk.
+            subprocess.run(["docker", "image", "rm", before], capture_output=True, timeout=120)
+
+
+def _image_id() -> str | None:
+    found = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", IMAGE],
+                           capture_output=True, text=True, timeout=60)
+    return found.stdout.strip() if found.returncode == 0 else None
 
 
 @pytest.mark.timeout(1200)
