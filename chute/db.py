@@ -164,6 +164,34 @@ def database_exists(url: str) -> bool:
         admin.close()
 
 
+# --- workers that cannot work ------------------------------------------------------
+
+
+def report_problem(url: str, service: str, instance: str, problem: str) -> None:
+    """Record why `instance` of `service` cannot work, for the API's /ready to say."""
+    conn = connect(url)
+    try:
+        with transaction(conn) as cur:
+            cur.execute(
+                """INSERT INTO chute.worker_problems (service, instance, problem)
+                   VALUES (%s, %s, %s) ON CONFLICT (service, instance)
+                   DO UPDATE SET problem = excluded.problem, reported_at = now()""",
+                (service, instance, problem),
+            )
+    finally:
+        conn.close()
+
+
+def clear_problems(url: str, service: str) -> None:
+    """A worker of `service` started fine: what its predecessors reported is over."""
+    conn = connect(url)
+    try:
+        with transaction(conn) as cur:
+            cur.execute("DELETE FROM chute.worker_problems WHERE service = %s", (service,))
+    finally:
+        conn.close()
+
+
 # --- the watcher -------------------------------------------------------------------
 
 

@@ -155,11 +155,47 @@ def test_image_is_python_311_installs_the_repo_with_pip_and_runs_unprivileged():
     assert re.fullmatch(r"python:3\.11(\.\d+)?(-[\w.-]+)?(@sha256:[0-9a-f]{64})?", base), base
     runs = [args for keyword, args in instructions if keyword == "RUN"]
     assert any(re.search(r"\bpip install\b.*\s\.(\s|$)", run) for run in runs)
+    # No service runs as root with privileges: the entrypoint starts as root only to take
+    # the data folder's owner and drop every capability (docker/entrypoint.sh), and any
+    # USER set must not be root.
     users = [args for keyword, args in instructions if keyword == "USER"]
-    assert users and users[-1].split(":")[0] not in {"root", "0"}
+    assert all(user.split(":")[0] not in {"root", "0"} for user in users)
+    entrypoints = [json.loads(args) for keyword, args in instructions if keyword == "ENTRYPOINT"]
+    assert entrypoints and entrypoints[-1] == ["/usr/local/bin/chute-entrypoint"]
+    assert any("docker/entrypoint.sh /usr/local/bin/chute-entrypoint" in run for run in runs)
+
+
+def test_entrypoint_runs_the_command_only_as_the_data_owner_without_capabilities():
+    script = (ROOT / "docker" / "entrypoint.sh").read_text().replace("\\\n", " ")
+    execs = [line.strip() for line in script.splitlines() if line.strip().startswith("exec ")]
+    # Already unprivileged (--user): the command as it is. Else only through setpriv.
+    assert execs[0] == 'exec "$@"'
+    assert 'if [ "$(id -u)" != 0 ]; then\n    exec "$@"' in script
+    assert len(execs) == 2 and execs[1].startswith("exec setpriv ")
+    flags = set(shlex.split(execs[1]))
+    assert {"--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
+            '--reuid=${owner%:*}', '--regid=${owner#*:}'} <= flags
+    assert re.search(r'^owner=\$\(stat -c %u:%g "\$data"', script, re.MULTILINE)
+
+
+def test_workers_mount_the_data_folder_and_the_api_does_not():
+    def mounts(name: str) -> list[tuple[str, str]]:
+        found = []
+        for volume in services()[name].get("volumes", []):
+            if isinstance(volume, str):  # compose v1 renders SOURCE:TARGET:MODE
+                source, target = volume.split(":")[:2]
+            else:
+                source, target = volume["source"], volume["target"]
+            found.append((source, target))
+        return found
+
+    for name in WORKERS + ("watcher",):
+        assert (str(ROOT / "data"), "/data") in mounts(name), name
+    assert mounts("api") == []
 
 
 def test_dockerignore_keeps_venv_data_and_git_out_of_the_build_context():
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     patterns = {line.strip().strip("/") for line in lines if not line.startswith("#")}
     assert {".venv", "data", ".git"} <= patterns
+    assert not {"docker", "docker/entrypoint.sh"} & patterns, "the entrypoint is built in"
