@@ -63,6 +63,9 @@ aws-package: install
 	  --implementation cp --python-version 3.11 --only-binary=:all: "$$(ls build/wheels/chute-*.whl)[aws]"
 	# Under Lambda's 250 MB limit: the runtime has its own boto3, and chute uses only
 	# pyarrow's arrays and compute functions (not Flight, nor its headers and tests).
+	# The datasets file, if the deployment has one: the function starts in /var/task, where
+	# chute.toml is read as it is from the working directory of `make up`.
+	if [ -f chute.toml ]; then cp chute.toml build/lambda/; fi
 	cd build/lambda && rm -rf boto3* botocore* s3transfer* pyarrow/include pyarrow/tests \
 	  numpy/*/tests pyarrow/*flight* pyarrow/_pyarrow_cpp_tests* \
 	  && PYTHONPATH=. python3 -c "import chute.transform" \

@@ -365,8 +365,8 @@ def load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | Non
     # Counted after the commit, so the metrics never count rows that were rolled back.
     if fresh:
         metrics.BATCHES.labels("loaded").inc()
-        metrics.ROWS.labels("loaded").inc(batch.row_count)
-        metrics.ROWS.labels("rejected").inc(batch.reject_count)
+        metrics.ROWS.labels(batch.dataset, "loaded").inc(batch.row_count)
+        metrics.ROWS.labels(batch.dataset, "rejected").inc(batch.reject_count)
     else:
         metrics.BATCHES.labels("skipped").inc()
         log.info("batch already loaded",

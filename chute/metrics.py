@@ -10,9 +10,11 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 FILES = Counter("chute_files_total", "Files that reached a final state here, by state",
                 ["state"])
-FILES_RECEIVED = Counter("chute_files_received_total", "Files claimed from the inbox")
-ROWS = Counter("chute_rows_total", "Rows handled here, by outcome (loaded or rejected)",
-               ["outcome"])
+FILES_RECEIVED = Counter("chute_files_received_total",
+                         "Files claimed from the inbox, by dataset (none: no dataset matched)",
+                         ["dataset"])
+ROWS = Counter("chute_rows_total", "Rows handled here, by dataset and outcome (loaded or "
+               "rejected)", ["dataset", "outcome"])
 BATCHES = Counter("chute_batches_total", "Batch messages handled, by outcome "
                   "(published, loaded, skipped as already loaded, failed)", ["outcome"])
 REDELIVERIES = Counter("chute_redeliveries_total",

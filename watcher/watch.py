@@ -178,6 +178,7 @@ class Inbox:
                                   dataset.name if dataset else None)
         context = {"file_id": record.file_id, "file_name": record.name,
                    "dataset": record.dataset}
+        metrics.FILES_RECEIVED.labels(record.dataset or "none").inc()
         if dataset is None:
             reason = self.datasets.no_match(claimed.name)
             db.finish_file(self.conn, record.file_id, "quarantined", reason)
@@ -191,7 +192,6 @@ class Inbox:
         self.broker.publish(FILES, *event.encode())
         self.announced.add(record.file_id)
         seconds = time.monotonic() - started
-        metrics.FILES_RECEIVED.inc()
         metrics.FILE_SECONDS.observe(seconds)
         log.info("file received", extra=context | {"bytes": size, "sha256": sha256,
                                                    "duration_ms": round(seconds * 1000, 1)})
