@@ -32,6 +32,7 @@ DOCUMENTED_ENV = {
     "CHUTE_BATCH_SIZE",
     "CHUTE_LOG_LEVEL",
     "CHUTE_METRICS_PORT",
+    "CHUTE_DATASETS",
 }
 
 
@@ -178,7 +179,7 @@ def test_entrypoint_runs_the_command_only_as_the_data_owner_without_capabilities
     assert re.search(r'^owner=\$\(stat -c %u:%g "\$data"', script, re.MULTILINE)
 
 
-def test_workers_mount_the_data_folder_and_the_api_does_not():
+def test_workers_mount_the_data_folder_and_the_api_only_the_datasets_file():
     def mounts(name: str) -> list[tuple[str, str]]:
         found = []
         for volume in services()[name].get("volumes", []):
@@ -189,9 +190,10 @@ def test_workers_mount_the_data_folder_and_the_api_does_not():
             found.append((source, target))
         return found
 
+    datasets = (str(ROOT / "docker" / "no-datasets.toml"), "/etc/chute/chute.toml")
     for name in WORKERS + ("watcher",):
-        assert (str(ROOT / "data"), "/data") in mounts(name), name
-    assert mounts("api") == []
+        assert mounts(name) == [(str(ROOT / "data"), "/data"), datasets], name
+    assert mounts("api") == [datasets]  # the datasets file only, read-only
 
 
 def test_dockerignore_keeps_venv_data_and_git_out_of_the_build_context():
