@@ -202,8 +202,14 @@ def typed_files(draw: st.DrawFn) -> bytes:
     rows = [",".join(names)]
     for _ in range(draw(st.integers(0, 25))):
         fields = [draw(st.sampled_from(TYPED_VALUES[name])) for name in names]
+        if draw(st.integers(0, 9)) == 0:  # padding: trimmed, and text collapsed
+            at = draw(st.integers(0, len(fields) - 1))
+            fields[at] = "  " + fields[at] + " "
         rows.append(",".join(quote(f, draw(st.booleans())) for f in fields))
-    return "\n".join(rows).encode() + b"\n"
+    data = "\n".join(rows).encode() + b"\n"
+    if len(rows) > 1 and draw(st.booleans()):  # a line that is not UTF-8
+        data = data.replace(b"\n", b"\xff\n", 2).replace(b"\xff\n", b"\n", 1)
+    return data
 
 
 @settings(max_examples=150, deadline=None)
