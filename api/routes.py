@@ -88,13 +88,13 @@ class RowsRoute:
                                              "(case-sensitive).")
                     if column.type.name == "text" else
                     params.Typed.of(column.name, f"Only rows whose {column.name} is this.",
-                                    column.type))
+                                    column.type, column.rules.timezone))
             if column.type.ordered:
                 filters += [
                     params.Typed.of(f"min_{column.name}", f"Only rows whose {column.name} is "
-                                    "at least this.", column.type),
+                                    "at least this.", column.type, column.rules.timezone),
                     params.Typed.of(f"max_{column.name}", f"Only rows whose {column.name} is "
-                                    "at most this.", column.type)]
+                                    "at most this.", column.type, column.rules.timezone)]
         return cls(dataset, cursor, params.Query(_limit(100), cursor, *filters))
 
     @classmethod

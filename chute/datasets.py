@@ -28,6 +28,7 @@ from chute.coltypes import ColumnType, Rules, column_type, make_rules
 # The lineage columns every table has besides its declared ones (see tables.py).
 LINEAGE = ("id", "file_seq", "line")
 TAKES = ("first_word", "after_first_word")
+PEOPLE_SERVED = ("first_name", "last_name", "age", "location")
 INDEXED_TEXT_MAX = 500  # characters: the default max_length of a text filter column
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -196,6 +197,11 @@ def load_text(text: str, source: str, people_table: str = "people") -> Datasets:
     if "people" not in specs:
         specs["people"] = msgspec.structs.replace(people, table=people_table)
     datasets = tuple(_dataset(name, spec, source) for name, spec in specs.items())
+    kept = {c.name for c in datasets[list(specs).index("people")].columns}
+    if not set(PEOPLE_SERVED) <= kept:
+        raise DatasetsError(f"{source}: datasets.people: a redeclared people must keep the "
+                            f"columns {', '.join(PEOPLE_SERVED)} (/people and "
+                            "/read/first-chunk serve them); name your dataset otherwise")
     tables: dict[str, str] = {}
     for dataset in datasets:
         if dataset.table in tables:

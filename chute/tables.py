@@ -137,6 +137,11 @@ def apply(cur: Any, datasets: Datasets, reader: str) -> list[str]:
             raise DeclarationRefused(p.refusal)
     done = []
     for p in plans:
+        # Versions before the GIN filter index kept a btree (column, file_seq, line) per
+        # filter; a database made by one may still have them, which only cost loading.
+        for column in p.dataset.filters:
+            cur.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(
+                sql.Identifier("public", f"{p.dataset.table}_{column}_file_line")))
         for action in p.actions:
             cur.execute(action.statement)
             done.append(f"dataset {p.dataset.name}: {action.description}")

@@ -387,8 +387,8 @@ def test_the_key_below_inbox_routes_an_object_to_its_dataset(
     assert [a["files"][0]["state"] for a in answers] == ["loaded", "quarantined"]
     assert lambda_env.sql("SELECT name, dataset, state, rows_loaded, rows_rejected, error "
                           "FROM chute.files ORDER BY seq") == [
-        ("june.csv", "orders", "loaded", 3, 3, None),
-        ("sample.csv", None, "quarantined", None, None,
+        ("orders/june.csv", "orders", "loaded", 3, 3, None),
+        ("misc/sample.csv", None, "quarantined", None, None,
          "no dataset matches misc/sample.csv (declared: orders: orders/*.csv, orders-*.csv; "
          "readings: readings/**/*.csv; people: *.csv)")]
     assert lambda_env.sql("SELECT order_id, amount::text FROM orders ORDER BY line") == [

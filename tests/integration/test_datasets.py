@@ -104,6 +104,7 @@ def test_rows_are_served_typed_in_arrival_order(stack: tuple[Environment, Servic
     ({"status": "new"}, [1002, 1006]),
     ({"min_ordered_at": "2024-06-01T09:00:00Z"}, [1002]),
     ({"max_ordered_at": "2024-06-01T10:00:00+01:00"}, [1001]),  # 09:00 UTC
+    ({"min_ordered_at": "2024-06-01T10:00"}, [1002]),  # no offset: the column's London
     ({"min_order_id": "1002", "max_amount": "10"}, [1002, 1006]),
     ({"status": "new", "customer": "Grace Hopper"}, [1002]),
     ({"customer": "nobody"}, []),
