@@ -12,7 +12,7 @@ def _rows(n: int) -> str:
 
 
 def _rate(n: float) -> str:
-    return f"{n / 1000:,.0f}k rows/s"
+    return f"{n / 1000:,.0f}k rows/s" if n >= 10_000 else f"{n:,.0f} rows/s"
 
 
 def _rss(peaks: dict[str, float | None]) -> str:
