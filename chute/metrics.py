@@ -13,6 +13,9 @@ FILES = Counter("chute_files_total", "Files that reached a final state here, by 
 FILES_RECEIVED = Counter("chute_files_received_total", "Files claimed from the inbox")
 ROWS = Counter("chute_rows_total", "Rows handled here, by outcome (loaded or rejected)",
                ["outcome"])
+KEYED_ROWS = Counter("chute_keyed_rows_total", "Loaded rows of keyed datasets, by outcome "
+                     "(inserted, replaced, ignored as older than the version loaded)",
+                     ["outcome"])
 BATCHES = Counter("chute_batches_total", "Batch messages handled, by outcome "
                   "(published, loaded, skipped as already loaded, failed)", ["outcome"])
 REDELIVERIES = Counter("chute_redeliveries_total",
