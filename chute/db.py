@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.resources import files as package_files
@@ -344,7 +344,7 @@ def _load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | No
                     "COPY chute.rejects (file_id, line, reason, raw) FROM STDIN",
                     io.BytesIO(batch.rejects),
                 )
-            completed = _complete_if_ready(cur, batch.file_id)
+            completed = _complete_if_ready(cur, batch.file_id, bool(dataset.key))
         else:
             completed = _name_if_loaded(cur, batch.file_id)
     # Counted after the commit, so the metrics never count rows that were rolled back.
@@ -473,18 +473,23 @@ def _staging_name(dataset: Dataset) -> str:
     return "staging_" + hashlib.sha1(dataset.table.encode()).hexdigest()[:16]
 
 
-def record_done(conn: Connection, done: FileDone) -> str | None:
+def record_done(conn: Connection, done: FileDone,
+                keyed: Collection[str] = ()) -> str | None:
     """Record a file's totals; returns its name if the file is `loaded` afterwards
-    (every batch was already in), as load_batch does."""
+    (every batch was already in), as load_batch does.
+
+    `keyed` names the datasets that have a key: a keyed file without rows (a header
+    alone) then counts 0 inserted, replaced and ignored, not NULL."""
     with transaction(conn) as cur:
         cur.execute(
             """UPDATE chute.files SET batches_total = %s, rows_total = %s
-               WHERE file_id = %s AND state = 'processing'""",
+               WHERE file_id = %s AND state = 'processing' RETURNING dataset""",
             (done.batches, done.rows_total, done.file_id),
         )
-        if cur.rowcount == 0:
+        row = cur.fetchone()
+        if row is None:
             return _name_if_loaded(cur, done.file_id)
-        return _complete_if_ready(cur, done.file_id)
+        return _complete_if_ready(cur, done.file_id, row[0] in keyed)
 
 
 def _name_if_loaded(cur: Any, file_id: str) -> str | None:
@@ -495,7 +500,7 @@ def _name_if_loaded(cur: Any, file_id: str) -> str | None:
     return row[0] if row else None
 
 
-def _complete_if_ready(cur: Any, file_id: str) -> str | None:
+def _complete_if_ready(cur: Any, file_id: str, keyed: bool) -> str | None:
     # Exactly one transaction must see the file complete, whichever loaders hold its
     # last batch and its FileDone. Every caller has already written its own piece (a
     # ledger row, or batches_total), then takes this row lock: the transactions that
@@ -518,11 +523,13 @@ def _complete_if_ready(cur: Any, file_id: str) -> str | None:
         return None
     name, batches_total = row
     # The keyed counts stay NULL for a dataset without a key (its ledger has none).
+    zero = 0 if keyed else None
     cur.execute(
         """SELECT count(*), coalesce(sum(rows_loaded), 0), coalesce(sum(rows_rejected), 0),
-                  sum(rows_inserted), sum(rows_replaced), sum(rows_ignored)
-           FROM chute.batches WHERE file_id = %s""",
-        (file_id,),
+                  coalesce(sum(rows_inserted), %(zero)s), coalesce(sum(rows_replaced), %(zero)s),
+                  coalesce(sum(rows_ignored), %(zero)s)
+           FROM chute.batches WHERE file_id = %(file_id)s""",
+        {"file_id": file_id, "zero": zero},
     )
     batches, loaded, rejected, inserted, replaced, ignored = cur.fetchone()
     if batches < batches_total:
