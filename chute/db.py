@@ -33,6 +33,7 @@ SCHEMA_LOCK = 0x63687574  # "chut": serialises schema set-up between services
 FILE_RECORD_COLUMNS = ("file_id::text, seq, name, path, sha256, state, error, "
                        "duplicate_of::text, size_bytes, dataset")
 FINAL_STATES = ("loaded", "duplicate", "quarantined", "failed")
+DEADLOCK_RETRIES = 3  # a keyed batch the server chose as a deadlock's victim runs again
 
 
 class DatabaseUnavailable(ConnectionError):
@@ -313,9 +314,6 @@ def load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | Non
             log.info("batch deadlocked, running it again",
                      extra={"file_id": batch.file_id, "batch_no": batch.batch_no})
     raise AssertionError("unreachable")
-
-
-DEADLOCK_RETRIES = 3
 
 
 def _load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | None:
