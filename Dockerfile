@@ -19,14 +19,17 @@ COPY . .
 RUN pip install --no-cache-dir . \
     && rm -rf build
 
-# Run as an unprivileged user. The UID defaults to 1000 so that a bind-mounted ./data
-# owned by a typical host user is writable; override with --build-arg APP_UID=...
-ARG APP_UID=1000
-RUN useradd --create-home --uid "${APP_UID}" --shell /usr/sbin/nologin chute \
+# The services never run with privileges. The entrypoint starts as root only to read who
+# owns the mounted data folder, becomes that UID:GID (so every file chute writes there
+# belongs to the folder's owner, whoever it is) and drops every capability; see
+# docker/entrypoint.sh. `chute` (a system UID, no login) owns /data when nothing is
+# mounted there, as for the api.
+RUN useradd --system --no-create-home --shell /usr/sbin/nologin chute \
     && mkdir -p /data \
-    && chown chute:chute /data
-USER chute
+    && chown chute:chute /data \
+    && install -m 755 docker/entrypoint.sh /usr/local/bin/chute-entrypoint
 
 ENV CHUTE_DATA_DIR=/data
 EXPOSE 8080 9100
+ENTRYPOINT ["/usr/local/bin/chute-entrypoint"]
 CMD ["python", "-m", "api"]

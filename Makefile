@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian tools the tests and benchmarks use: docker-compose checks the compose file
-# offline, chromium renders the status page, wrk and pgloader are benchmark peers.
+# offline (and runs it where `docker compose` is missing), chromium renders the status
+# page, wrk and pgloader are benchmark peers.
 # Installed only when missing, and only where apt-get can run as root.
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -26,6 +27,15 @@ system-packages:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else echo "please install:$$missing (apt-get install$$missing)"; fi; \
 	fi
+
+# A Docker engine runs the compose end-to-end test (tests/integration/test_compose_up.py,
+# which skips without one). Debian's docker.io only where no engine is installed at all:
+# it would conflict with Docker's own docker-ce packages.
+	@command -v dockerd >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian packages: docker.io"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null; \
+		else echo "please install a Docker engine (apt-get install docker.io) for the compose test"; fi; }
 
 # Node.js and npm run `serverless package`, the offline check of serverless.yml.
 	@command -v npm >/dev/null || { \
@@ -42,7 +52,8 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
-# The pipeline benchmark (about 3 minutes here): prints a table, writes bench/results/latest.json.
+# The pipeline benchmark (about 20 minutes here: people and wide files of 1M and 5M rows, their
+# floors, pgloader for at most 2 minutes each): prints tables, writes bench/results/latest.json.
 bench: install
 	$(BIN)/python -m bench.run --sizes 1000000,5000000
 
@@ -53,6 +64,9 @@ aws-package: install
 	  --implementation cp --python-version 3.11 --only-binary=:all: "$$(ls build/wheels/chute-*.whl)[aws]"
 	# Under Lambda's 250 MB limit: the runtime has its own boto3, and chute uses only
 	# pyarrow's arrays and compute functions (not Flight, nor its headers and tests).
+	# The datasets file, if the deployment has one: the function starts in /var/task, where
+	# chute.toml is read as it is from the working directory of `make up`.
+	if [ -f chute.toml ]; then cp chute.toml build/lambda/; fi
 	cd build/lambda && rm -rf boto3* botocore* s3transfer* pyarrow/include pyarrow/tests \
 	  numpy/*/tests pyarrow/*flight* pyarrow/_pyarrow_cpp_tests* \
 	  && PYTHONPATH=. python3 -c "import chute.transform" \

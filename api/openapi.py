@@ -218,8 +218,8 @@ def _paths() -> dict[str, dict[str, Any]]:
             "health", "Liveness", "200 while the process runs. Needs no token.",
             _answer("Alive.", schema=_ref("Health")), ())},
         "/ready": {"get": _operation(
-            "ready", "Readiness", "200 when the database and the broker answer, else 503 "
-            "naming which does not. Needs no token.",
+            "ready", "Readiness", "200 when the database and the broker answer and no worker "
+            "reports that it cannot work, else 503 naming why. Needs no token.",
             _answer("Ready.", schema=_ref("Ready")), ("503",))},
         "/metrics": {"get": _operation(
             "metrics", "Prometheus metrics", "Requests by route template and status, "

@@ -108,8 +108,13 @@ class Typed:
     rules: Rules
 
     @classmethod
-    def of(cls, name: str, description: str, kind: ColumnType) -> Typed:
-        return cls(name, description, kind, make_rules(kind))
+    def of(cls, name: str, description: str, kind: ColumnType, timezone: str = "UTC"
+           ) -> Typed:
+        """`timezone`: where a timestamptz value without an offset is read, as the
+        column's values are. Values are ISO 8601 whatever the column's `format`."""
+        return cls(name, description, kind,
+                   make_rules(kind, timezone=timezone) if kind.name == "timestamptz"
+                   else make_rules(kind))
 
     def parse(self, raw: str) -> Any:
         if len(raw) > MAX_TEXT or "\x00" in raw:

@@ -49,6 +49,13 @@ FILE_FROM = """
     ) b ON true
 """
 
+# How long a worker's report that it cannot work (chute.worker_problems) counts. A worker
+# that gives up exits; compose's restart policy starts it again within a minute (Docker's
+# longest back-off), and each start reports again, so a problem that lasts stays fresh.
+# A report older than this is from a worker nobody restarted: it no longer says anything
+# about the workers that run.
+PROBLEM_SECONDS = 300
+
 FILE_FILTERS = {"name": "f.name = ${}", "dataset": "f.dataset = ${}", "state": "f.state = ${}",
                 "before": "f.seq < ${}"}
 
@@ -201,6 +208,12 @@ class Queries:
             """SELECT line, reason, raw FROM chute.rejects WHERE file_id = $1 AND line > $2
                ORDER BY line LIMIT $3""", file_id, after_line, limit)
 
+    async def worker_problems(self, conn: asyncpg.Connection) -> list[asyncpg.Record]:
+        """Workers that reported lately that they cannot work, and why."""
+        return await conn.fetch(
+            """SELECT service, instance, problem, reported_at FROM chute.worker_problems
+               WHERE reported_at > now() - make_interval(secs => $1)
+               ORDER BY service, instance""", PROBLEM_SECONDS)
 
 def _table(dataset: Dataset) -> str:
     return f'public."{dataset.table}"'

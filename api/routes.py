@@ -88,13 +88,13 @@ class RowsRoute:
                                              "(case-sensitive).")
                     if column.type.name == "text" else
                     params.Typed.of(column.name, f"Only rows whose {column.name} is this.",
-                                    column.type))
+                                    column.type, column.rules.timezone))
             if column.type.ordered:
                 filters += [
                     params.Typed.of(f"min_{column.name}", f"Only rows whose {column.name} is "
-                                    "at least this.", column.type),
+                                    "at least this.", column.type, column.rules.timezone),
                     params.Typed.of(f"max_{column.name}", f"Only rows whose {column.name} is "
-                                    "at most this.", column.type)]
+                                    "at most this.", column.type, column.rules.timezone)]
         return cls(dataset, cursor, params.Query(_limit(100), cursor, *filters))
 
     @classmethod
@@ -223,13 +223,19 @@ async def health(_request: web.Request) -> web.Response:
 @routes.get("/ready")
 async def ready(request: web.Request) -> web.Response:
     """200 when both the database and the broker answer, else 503 naming which does not.
-    Where the deployment has no broker (AWS Lambda), only the database is checked."""
+    Where the deployment has no broker (AWS Lambda), only the database is checked.
+
+    Also 503 while a worker reports that it cannot work (chute.worker_problems), naming
+    it and why. Workers that are absent are not a problem: the API may run alone.
+    """
     config = request.app[CONFIG]
     uses_broker = request.app[USES_BROKER]
     problems = []
     try:
         async with request.app[POOL].acquire(timeout=3) as conn:
             await conn.fetchval("SELECT 1", timeout=3)
+            workers = await request.app[QUERIES].worker_problems(conn)
+        problems.extend(f"{w['service']} cannot work: {w['problem']}" for w in workers)
     except (*DATABASE_UNAVAILABLE, asyncpg.PostgresError) as e:
         problems.append(f"database: {type(e).__name__}")
     loop = asyncio.get_running_loop()

@@ -1,7 +1,8 @@
 """GET /: the status page, plain server-rendered HTML that refreshes itself.
 
 Recent files with their state and counts, a progress bar for files being loaded, and
-a link to each file's rejects. No scripts, no build step, no assets from elsewhere.
+a link to each file's rejects; above them, any worker that reports it cannot work. No
+scripts, no build step, no assets from elsewhere.
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ PAGE = """<!doctype html>
  .received, .processing {{ background: #ececec; }}
  .keyed {{ color: #666; font-size: .85em; white-space: nowrap; }}
  progress {{ width: 10em; }} .error {{ color: #a33; font-size: .9em; }}
+ .problem {{ background: #f8d4d4; padding: .6em 1em; border-radius: .3em; }}
 </style></head>
 <body>
 <h1>chute</h1>
 <p class="sub">Files dropped into the inbox, newest first. This page refreshes every
 {refresh} s. Updated {now}.</p>
-<p class="totals">{totals}</p>
+{problems}<p class="totals">{totals}</p>
 <table>
 <thead><tr><th>File</th><th>Dataset</th><th>State</th><th>Progress</th><th>Loaded</th><th>Rejected</th>
 <th>Rows</th><th>Received</th><th>Took</th><th>Rejects</th></tr></thead>
@@ -56,6 +58,12 @@ PAGE = """<!doctype html>
 async def status_page(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         files = await request.app[QUERIES].files(conn, None, None, None, RECENT)
+        workers = await request.app[QUERIES].worker_problems(conn)
+    # A worker that cannot work comes first: no file moves until it is fixed.
+    problems = "".join(
+        f'<p class="problem"><strong>{escape(w["service"])} cannot work</strong> '
+        f'({escape(w["instance"])}, {_time(w["reported_at"])}): {escape(w["problem"])}</p>\n'
+        for w in workers)
     counts: dict[str, int] = {}
     for f in files:
         counts[f["state"]] = counts.get(f["state"], 0) + 1
@@ -63,7 +71,7 @@ async def status_page(request: web.Request) -> web.Response:
                       for s, n in sorted(counts.items())) or "No files yet: drop a CSV file " \
         "into the inbox."
     body = PAGE.format(refresh=REFRESH_SECONDS, now=_time(datetime.now().astimezone()),
-                       totals=totals, rows="\n".join(_row(f) for f in files))
+                       problems=problems, totals=totals, rows="\n".join(_row(f) for f in files))
     return web.Response(text=body, content_type="text/html")
 
 

@@ -79,7 +79,8 @@ def ingest_object(conn: db.Connection, objects: Objects, config: Config, ref: Ob
             log.warning("object gone before it was read", extra=context | {"reason": str(e)})
             return "gone"
         matched = config.datasets.for_path(ref.inbox_path)
-        record = db.register_file(conn, file_id, ref.name, ref.uri, sha256, size,
+        # Named by its path below inbox/, as a file of the local inbox is.
+        record = db.register_file(conn, file_id, ref.inbox_path, ref.uri, sha256, size,
                                   matched.name if matched else None)
         log.info("file received", extra=context | {
             "bytes": size, "sha256": sha256, "dataset": record.dataset,

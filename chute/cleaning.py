@@ -54,11 +54,12 @@ def find_columns(header: list[str], dataset: Dataset) -> Layout:
             if key in found:
                 raise HeaderError(f"duplicate column: {key}")
             found[key] = index
-    required = dataset.required_headers or dataset.headers
+    required = dataset.required_headers
     missing = [name for name in required if name not in found]
     if not found:
         # Most likely the file starts with data, not a header; say so instead of listing all.
-        raise HeaderError("no header: expected columns " + ", ".join(required))
+        raise HeaderError("no header: expected columns "
+                          + ", ".join(required or dataset.headers))
     if missing:
         plural = "s" if len(missing) > 1 else ""
         raise HeaderError(f"missing required column{plural}: " + ", ".join(missing))

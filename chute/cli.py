@@ -167,13 +167,9 @@ def datasets(obj: tuple[Config, Api]) -> None:
     config, _api = obj
     console.print(f"datasets from {config.datasets.source}")
     try:
-        conn = db.connect(config.database_url)
+        plans = db.plan_tables(config.database_url, config.datasets)
     except db.DatabaseUnavailable as e:
         fail(str(e), 2)
-    try:
-        plans = db.plan_tables(conn, config.datasets, config.reader_role)
-    finally:
-        conn.close()
     table = Table("dataset", "table", "match", "columns", "filters", "database")
     for plan in plans:
         d = plan.dataset
@@ -300,7 +296,7 @@ def _message(response: requests.Response) -> str:
 
 
 def fail(message: str, code: int) -> NoReturn:
-    errors.print(f"chute: {message}", markup=False)
+    errors.print(f"chute: {message}", markup=False, soft_wrap=True)  # one line, for grep
     sys.exit(code)
 
 

@@ -28,6 +28,7 @@ from chute.coltypes import ColumnType, Rules, column_type, make_rules
 # The lineage columns every table has besides its declared ones (see tables.py).
 LINEAGE = ("id", "file_seq", "line")
 TAKES = ("first_word", "after_first_word")
+PEOPLE_SERVED = ("first_name", "last_name", "age", "location")
 INDEXED_TEXT_MAX = 500  # characters: the default max_length of a text filter column
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -175,7 +176,7 @@ class _ColumnSpec(msgspec.Struct, forbid_unknown_fields=True):
 
 class _DatasetSpec(msgspec.Struct, forbid_unknown_fields=True):
     match: list[str] | str
-    columns: dict[str, _ColumnSpec]
+    columns: dict[str, Any]  # each a _ColumnSpec once _parse has checked it
     table: str | None = None
     key: list[str] = []
     filters: list[str] = []
@@ -185,7 +186,7 @@ class _DatasetSpec(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class _FileSpec(msgspec.Struct, forbid_unknown_fields=True):
-    datasets: dict[str, _DatasetSpec] = {}
+    datasets: dict[str, dict[str, Any]] = {}
 
 
 def load(path: Path | None, people_table: str = "people") -> Datasets:
@@ -193,41 +194,69 @@ def load(path: Path | None, people_table: str = "people") -> Datasets:
 
     `people_table` is CHUTE_TABLE: the built-in people's table, unless redeclared.
     """
-    declared: dict[str, _DatasetSpec] = {}
-    source = "built-in"
-    if path is not None:
-        source = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise DatasetsError(f"{path}: cannot be read ({e})") from None
-        declared = _parse(text, source).datasets
-    people = _parse(BUILT_IN_PEOPLE, "built-in").datasets["people"]
+    if path is None:
+        return load_text("", "built-in", people_table)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetsError(f"{path}: cannot be read ({e})") from None
+    return load_text(text, str(path), people_table)
+
+
+def load_text(text: str, source: str, people_table: str = "people") -> Datasets:
+    """The datasets a TOML text declares (`source` names it in errors), people included."""
+    declared = _parse(text, source)
+    people = _parse(BUILT_IN_PEOPLE, "built-in")["people"]
     specs = dict(declared)
     if "people" not in specs:
         specs["people"] = msgspec.structs.replace(people, table=people_table)
     datasets = tuple(_dataset(name, spec, source) for name, spec in specs.items())
+    kept = {c.name for c in datasets[list(specs).index("people")].columns}
+    if not set(PEOPLE_SERVED) <= kept:
+        raise DatasetsError(f"{source}: datasets.people: a redeclared people must keep the "
+                            f"columns {', '.join(PEOPLE_SERVED)} (/people and "
+                            "/read/first-chunk serve them); name your dataset otherwise")
     tables: dict[str, str] = {}
     for dataset in datasets:
         if dataset.table in tables:
-            raise DatasetsError(f"{source}: datasets.{dataset.name}.table: {dataset.table!r} "
-                                f"is also the table of dataset {tables[dataset.table]!r}")
+            first, second = tables[dataset.table], dataset.name
+            if second not in declared:  # the built-in people: the user's line is the other
+                raise DatasetsError(
+                    f"{source}: datasets.{first}.table: {dataset.table!r} is the built-in "
+                    "people dataset's table (choose another, or redeclare people)")
+            raise DatasetsError(f"{source}: datasets.{second}.table: {dataset.table!r} "
+                                f"is also the table of dataset {first!r}")
         tables[dataset.table] = dataset.name
     return Datasets(datasets, source)
 
 
-def _parse(text: str, source: str) -> _FileSpec:
+def _parse(text: str, source: str) -> dict[str, _DatasetSpec]:
+    """The file's datasets, each checked for its shape; errors name the path."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise DatasetsError(f"{source}: not valid TOML: {e}") from None
+    datasets = _convert(data, _FileSpec, source, "").datasets
+    specs = {}
+    for name, raw in datasets.items():
+        where = f"datasets.{name}"
+        spec = _convert(raw, _DatasetSpec, source, where)
+        # One at a time, so that an error names the column (msgspec says "[...]").
+        columns = {column: _convert(value, _ColumnSpec, source, f"{where}.columns.{column}")
+                   for column, value in spec.columns.items()}
+        specs[name] = msgspec.structs.replace(spec, columns=columns)
+    return specs
+
+
+def _convert(data: Any, kind: type[Any], source: str, where: str) -> Any:
     try:
-        return msgspec.convert(data, _FileSpec)
+        return msgspec.convert(data, kind)
     except msgspec.ValidationError as e:
-        # msgspec says "... - at `$.datasets.orders.columns.amount`": name the path first.
-        message, _, where = str(e).partition(" - at `$.")
-        where = where.rstrip("`")
-        raise DatasetsError(f"{source}: {where + ': ' if where else ''}{message}") from None
+        # msgspec says "... - at `$.match`": name the whole path first.
+        message, _, inner = str(e).partition(" - at `$")
+        path = where + inner.rstrip("`")
+        raise DatasetsError(f"{source}: {path.lstrip('.') + ': ' if path else ''}{message}"
+                            ) from None
 
 
 def _dataset(name: str, spec: _DatasetSpec, source: str) -> Dataset:

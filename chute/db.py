@@ -141,10 +141,57 @@ def apply_schema(conn: Connection, datasets: Datasets, reader: str) -> None:
             log.info("table changed", extra={"change": change})
 
 
-def plan_tables(conn: Connection, datasets: Datasets, reader: str) -> list[tables.TablePlan]:
-    """What apply_schema would do for each dataset, without doing it (`chute datasets`)."""
-    with transaction(conn) as cur:
-        return [tables.plan(cur, dataset, reader) for dataset in datasets]
+def plan_tables(url: str, datasets: Datasets) -> list[tables.TablePlan]:
+    """What start-up would do for each dataset, without doing it (`chute datasets`); a
+    database that does not exist yet would get every table."""
+    if not database_exists(url):
+        return [tables.plan_new(dataset) for dataset in datasets]
+    conn = connect(url)
+    try:
+        with transaction(conn) as cur:
+            return [tables.plan(cur, dataset) for dataset in datasets]
+    finally:
+        conn.close()
+
+
+def database_exists(url: str) -> bool:
+    parts = urlsplit(url)
+    admin = connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        with transaction(admin) as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                        (parts.path.lstrip("/"),))
+            return cur.fetchone() is not None
+    finally:
+        admin.close()
+
+
+# --- workers that cannot work ------------------------------------------------------
+
+
+def report_problem(url: str, service: str, instance: str, problem: str) -> None:
+    """Record why `instance` of `service` cannot work, for the API's /ready to say."""
+    conn = connect(url)
+    try:
+        with transaction(conn) as cur:
+            cur.execute(
+                """INSERT INTO chute.worker_problems (service, instance, problem)
+                   VALUES (%s, %s, %s) ON CONFLICT (service, instance)
+                   DO UPDATE SET problem = excluded.problem, reported_at = now()""",
+                (service, instance, problem),
+            )
+    finally:
+        conn.close()
+
+
+def clear_problems(url: str, service: str) -> None:
+    """A worker of `service` started fine: what its predecessors reported is over."""
+    conn = connect(url)
+    try:
+        with transaction(conn) as cur:
+            cur.execute("DELETE FROM chute.worker_problems WHERE service = %s", (service,))
+    finally:
+        conn.close()
 
 
 # --- the watcher -------------------------------------------------------------------
@@ -348,11 +395,11 @@ def _load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | No
     # Counted after the commit, so the metrics never count rows that were rolled back.
     if fresh:
         metrics.BATCHES.labels("loaded").inc()
-        metrics.ROWS.labels("loaded").inc(batch.row_count)
-        metrics.ROWS.labels("rejected").inc(batch.reject_count)
+        metrics.ROWS.labels(batch.dataset, "loaded").inc(batch.row_count)
+        metrics.ROWS.labels(batch.dataset, "rejected").inc(batch.reject_count)
         if outcome is not None:
             for label, count in zip(("inserted", "replaced", "ignored"), outcome, strict=True):
-                metrics.KEYED_ROWS.labels(label).inc(count)
+                metrics.KEYED_ROWS.labels(batch.dataset, label).inc(count)
     else:
         metrics.BATCHES.labels("skipped").inc()
         log.info("batch already loaded",

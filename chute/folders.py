@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +43,11 @@ def claim_path(relative: Path) -> str:
     return "/".join(claim_name(part) for part in relative.parts)
 
 
+class DataFolderUnusable(Exception):
+    """This process cannot write the data folder: no file can be taken or finished, so
+    the worker stops with this one line rather than failing file after file."""
+
+
 @dataclass(frozen=True)
 class Claimed:
     file_id: str
@@ -65,6 +71,31 @@ class Folders:
     def ensure(self) -> None:
         for folder in (self.inbox, self.work, self.archive, self.quarantine):
             folder.mkdir(parents=True, exist_ok=True)
+
+    def problem(self) -> str | None:
+        """Why this process cannot use the data folder, or None when it can.
+
+        Each folder is created if missing and written to (a hidden file, which the watcher
+        ignores, created and removed): permission bits, ACLs, read-only mounts and
+        missing capabilities all show, whoever the process runs as.
+        """
+        for folder in (self.root, self.inbox, self.work, self.archive, self.quarantine):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                fd, probe = tempfile.mkstemp(dir=folder, prefix=".chute-write-check-")
+                os.close(fd)
+                os.unlink(probe)
+            except FileExistsError:
+                return f"{folder} is not a folder"
+            except OSError as e:
+                return f"cannot write {folder} ({e.strerror or e}): {_ownership(folder)}"
+        return None
+
+    def check(self) -> None:
+        """Raise DataFolderUnusable when this process cannot use the data folder."""
+        problem = self.problem()
+        if problem:
+            raise DataFolderUnusable(problem)
 
     def relative(self, path: Path) -> str:
         return str(path.relative_to(self.root))
@@ -159,3 +190,15 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except FileNotFoundError:
         return False
+
+
+def _ownership(path: Path) -> str:
+    """Who owns `path` (or its nearest existing parent) and who we are, for a message."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        st = path.stat()
+    except OSError:
+        return f"this process runs as uid {os.getuid()}"
+    return (f"{path} belongs to uid {st.st_uid} gid {st.st_gid} with mode "
+            f"{st.st_mode & 0o7777:o}; this process runs as uid {os.getuid()} gid {os.getgid()}")

@@ -10,12 +10,14 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 FILES = Counter("chute_files_total", "Files that reached a final state here, by state",
                 ["state"])
-FILES_RECEIVED = Counter("chute_files_received_total", "Files claimed from the inbox")
-ROWS = Counter("chute_rows_total", "Rows handled here, by outcome (loaded or rejected)",
-               ["outcome"])
-KEYED_ROWS = Counter("chute_keyed_rows_total", "Loaded rows of keyed datasets, by outcome "
-                     "(inserted, replaced, ignored as older than the version loaded)",
-                     ["outcome"])
+FILES_RECEIVED = Counter("chute_files_received_total",
+                         "Files claimed from the inbox, by dataset (none: no dataset matched)",
+                         ["dataset"])
+ROWS = Counter("chute_rows_total", "Rows handled here, by dataset and outcome (loaded or "
+               "rejected)", ["dataset", "outcome"])
+KEYED_ROWS = Counter("chute_keyed_rows_total", "Loaded rows of keyed datasets, by dataset "
+                     "and outcome (inserted, replaced, ignored as older than the version "
+                     "loaded)", ["dataset", "outcome"])
 BATCHES = Counter("chute_batches_total", "Batch messages handled, by outcome "
                   "(published, loaded, skipped as already loaded, failed)", ["outcome"])
 REDELIVERIES = Counter("chute_redeliveries_total",

@@ -31,6 +31,9 @@ def retry_file(config: Config, file_id: str) -> str:
         if record.state not in RETRYABLE:
             raise RetryError(f"{record.name} is {record.state}: only quarantined or failed "
                              "files can be retried")
+        if record.dataset is None:  # nothing moved: the file stays where it is
+            raise RetryError(f"{record.name}: no dataset matched it; declare one whose "
+                             "`match` fits it, then drop the file in again")
         folders = Folders(config.data_dir)
         work = folders.work_path(file_id, record.name)
         current = config.data_dir / record.path
@@ -46,9 +49,6 @@ def retry_file(config: Config, file_id: str) -> str:
         conn.close()
     broker = Broker(config.amqp_url, config.namespace)
     try:
-        if record.dataset is None:
-            raise RetryError(f"{record.name}: no dataset matched it; declare one whose "
-                             "`match` fits it, then drop the file in again")
         event = FileArrived(file_id=record.file_id, seq=record.seq, name=record.name,
                             path=record.path, sha256=record.sha256, size=size,
                             dataset=record.dataset)

@@ -91,6 +91,19 @@ CREATE TABLE IF NOT EXISTS chute.rejects (
     PRIMARY KEY (file_id, line)
 );
 
+-- Workers that cannot work (a data folder they cannot write, say) and why: the API's
+-- /ready and status page report them. A worker writes its row when it gives up at start
+-- and exits; a worker of the same service that starts fine deletes them. The API counts
+-- only rows reported in the last few minutes (api/queries.py PROBLEM_SECONDS): a failing
+-- worker under a supervisor (compose's restart policy) starts, and reports, again sooner.
+CREATE TABLE IF NOT EXISTS chute.worker_problems (
+    service     text NOT NULL,            -- watcher, transformer, loader
+    instance    text NOT NULL,            -- the host name: a container's id under compose
+    problem     text NOT NULL,
+    reported_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (service, instance)
+);
+
 -- The API's role: it can read and nothing else.
 DO $$
 BEGIN

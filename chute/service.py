@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 from chute import db, logs, metrics
 from chute.broker import Broker, BrokerUnavailable, Delivery
 from chute.config import Config, ConfigError
 from chute.db import DatabaseUnavailable
+from chute.folders import DataFolderUnusable, Folders
 from chute.tables import DeclarationRefused
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,8 @@ def run_with_reconnect(session: Callable[[], None], stop: Stop, once: bool = Fal
             session()
             if once:
                 return
+        except DataFolderUnusable:
+            raise  # no retry helps: the worker stops (cannot_work)
         except (BrokerUnavailable, DatabaseUnavailable) as e:
             metrics.CONNECTED.labels(
                 "broker" if isinstance(e, BrokerUnavailable) else "database").set(0)
@@ -114,13 +119,36 @@ def run_with_reconnect(session: Callable[[], None], stop: Stop, once: bool = Fal
 
 
 def start(service: str) -> tuple[Config, Stop]:
-    """What every worker does first: signals, configuration, metrics, the schema."""
+    """What every worker does first: signals, configuration, the data folder, metrics,
+    the schema.
+
+    A worker that cannot write the data folder never serves its metrics (so its health
+    check fails) and stops at once with one line: see cannot_work.
+    """
     stop = Stop()
     stop.install()  # first: a SIGTERM during start-up must also stop us cleanly
     config = load_config(service)
+    problem = Folders(config.data_dir).problem()
+    if problem:
+        cannot_work(config, stop, service, problem)
     metrics.serve(config.metrics_port)
     prepare_database(config, stop, service)
+    run_with_reconnect(lambda: db.clear_problems(config.database_url, service), stop,
+                       once=True)
     return config, stop
+
+
+def cannot_work(config: Config, stop: Stop, service: str, problem: str) -> NoReturn:
+    """Say why this worker cannot work, in one line on stderr and in the database (where
+    the API's /ready and status page read it), and exit 1; a supervisor that restarts
+    the worker gets the same line, and a fresh report, each time."""
+    print(f"chute {service}: cannot work: {problem}", file=sys.stderr, flush=True)
+    instance = socket.gethostname()
+    prepare_database(config, stop, service)
+    run_with_reconnect(
+        lambda: db.report_problem(config.database_url, service, instance, problem), stop,
+        once=True)
+    raise SystemExit(1)
 
 
 def run_consumer(config: Config, stop: Stop,

@@ -56,7 +56,7 @@ def copy_columns(dataset: Dataset) -> sql.Composed:
     return sql.SQL(", ").join(map(sql.Identifier, names))
 
 
-def plan(cur: Any, dataset: Dataset, reader: str) -> TablePlan:
+def plan(cur: Any, dataset: Dataset) -> TablePlan:
     """What start-up would do for one dataset, read from the catalogue; changes nothing."""
     table = sql.Identifier("public", dataset.table)
     cur.execute(
@@ -69,7 +69,7 @@ def plan(cur: Any, dataset: Dataset, reader: str) -> TablePlan:
     )
     found = {name: (kind, not_null) for name, kind, not_null in cur.fetchall()}
     if not found:
-        return TablePlan(dataset, False, tuple(_create(dataset, table, reader)), None)
+        return plan_new(dataset)
 
     def refuse(message: str) -> TablePlan:
         return TablePlan(dataset, True, (), f"dataset {dataset.name}: table "
@@ -125,15 +125,26 @@ def plan(cur: Any, dataset: Dataset, reader: str) -> TablePlan:
     return TablePlan(dataset, True, tuple(actions), None)
 
 
+def plan_new(dataset: Dataset) -> TablePlan:
+    """The plan for a table that does not exist yet (nor, perhaps, its database)."""
+    table = sql.Identifier("public", dataset.table)
+    return TablePlan(dataset, False, tuple(_create(dataset, table)), None)
+
+
 def apply(cur: Any, datasets: Datasets, reader: str) -> list[str]:
     """Bring every dataset's table in step (the caller holds the schema lock, in one
     transaction, so a refusal leaves nothing half-applied); returns what was done."""
-    plans = [plan(cur, dataset, reader) for dataset in datasets]
+    plans = [plan(cur, dataset) for dataset in datasets]
     for p in plans:
         if p.refusal:
             raise DeclarationRefused(p.refusal)
     done = []
     for p in plans:
+        # Versions before the GIN filter index kept a btree (column, file_seq, line) per
+        # filter; a database made by one may still have them, which only cost loading.
+        for column in p.dataset.filters:
+            cur.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(
+                sql.Identifier("public", f"{p.dataset.table}_{column}_file_line")))
         for action in p.actions:
             cur.execute(action.statement)
             done.append(f"dataset {p.dataset.name}: {action.description}")
@@ -143,7 +154,7 @@ def apply(cur: Any, datasets: Datasets, reader: str) -> list[str]:
     return done
 
 
-def _create(dataset: Dataset, table: sql.Identifier, reader: str) -> list[Action]:
+def _create(dataset: Dataset, table: sql.Identifier) -> list[Action]:
     columns = [sql.SQL("id uuid PRIMARY KEY")]
     columns += [_definition(c) for c in dataset.columns]
     columns += [sql.SQL("file_seq bigint NOT NULL"), sql.SQL("line bigint NOT NULL")]

@@ -1,9 +1,14 @@
-from chute.service import start
+from chute.folders import DataFolderUnusable
+from chute.service import cannot_work, start
 from watcher.watch import run
 
 
 def main() -> None:
-    run(*start("watcher"))
+    config, stop = start("watcher")
+    try:
+        run(config, stop)
+    except DataFolderUnusable as e:  # it became unwritable while we ran
+        cannot_work(config, stop, "watcher", str(e))
 
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from chute import db, metrics, placement
-from chute.broker import FILES, Broker
+from chute.broker import FILES, Broker, BrokerUnavailable
 from chute.config import Config
 from chute.datasets import Datasets
+from chute.db import DatabaseUnavailable
 from chute.folders import Claimed, Folders, claim_name
 from chute.messages import FileArrived
 from chute.service import Stop, run_with_reconnect
@@ -74,8 +75,20 @@ def run(config: Config, stop: Stop) -> None:
     # Recursive: a dataset's files may arrive in a subfolder (orders/2024-06.csv).
     observer.schedule(InboxEvents(folders.inbox, paths), str(folders.inbox), recursive=True)
     observer.start()
+
+    def session() -> None:
+        try:
+            _session(config, folders, paths, announced, stop)
+        except (BrokerUnavailable, DatabaseUnavailable):
+            raise
+        except OSError:
+            # The data folder itself (work/ gone, permissions changed)? Then no retry can
+            # help: DataFolderUnusable stops the watcher with one line, not a loop.
+            folders.check()
+            raise
+
     try:
-        run_with_reconnect(lambda: _session(config, folders, paths, announced, stop), stop)
+        run_with_reconnect(session, stop)
     finally:
         observer.stop()
         observer.join(timeout=5)
@@ -145,6 +158,7 @@ class Inbox:
         try:
             claimed = self.folders.claim(path)
         except OSError as e:
+            self.folders.check()  # if no file can be claimed, stop (see run)
             # One file we cannot move must not stop the others: it stays in the inbox, is
             # tried again at the next rescan, and says why each time.
             log.error("cannot claim file", extra={"file_name": claim_name(path.name),
@@ -164,6 +178,7 @@ class Inbox:
                                   dataset.name if dataset else None)
         context = {"file_id": record.file_id, "file_name": record.name,
                    "dataset": record.dataset}
+        metrics.FILES_RECEIVED.labels(record.dataset or "none").inc()
         if dataset is None:
             reason = self.datasets.no_match(claimed.name)
             db.finish_file(self.conn, record.file_id, "quarantined", reason)
@@ -177,7 +192,6 @@ class Inbox:
         self.broker.publish(FILES, *event.encode())
         self.announced.add(record.file_id)
         seconds = time.monotonic() - started
-        metrics.FILES_RECEIVED.inc()
         metrics.FILE_SECONDS.observe(seconds)
         log.info("file received", extra=context | {"bytes": size, "sha256": sha256,
                                                    "duration_ms": round(seconds * 1000, 1)})

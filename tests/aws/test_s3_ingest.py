@@ -20,7 +20,7 @@ from chute.messages import RowBatch
 from chute.rowids import row_uuid
 from chute.transform import FileUnusable, transform
 from conftest import SAMPLE
-from harness import Environment
+from harness import REPO, Environment
 from lambda_world import BUCKET, REGION, FakeContext, put
 
 SAMPLE_SHA = hashlib.sha256(SAMPLE).hexdigest()
@@ -372,3 +372,24 @@ def test_bad_object_replaced_before_its_copy_fails_rather_than_quarantining_othe
         f"object disappeared or was replaced: s3://{BUCKET}/inbox/bad.csv "
         "(412)")]
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix="quarantine/")["KeyCount"] == 0
+
+
+def test_the_key_below_inbox_routes_an_object_to_its_dataset(
+        lambda_env: Environment, s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The function reads the same datasets file; the key's folder plays the subfolder."""
+    monkeypatch.setenv("CHUTE_DATASETS", str(REPO / "examples" / "chute.toml"))
+    orders = (REPO / "examples" / "orders" / "orders-2024-06-01.csv").read_bytes()
+
+    answers = [on_s3_event(put(s3, key, body), FakeContext())
+               for key, body in (("inbox/orders/june.csv", orders),
+                                 ("inbox/misc/sample.csv", SAMPLE))]
+
+    assert [a["files"][0]["state"] for a in answers] == ["loaded", "quarantined"]
+    assert lambda_env.sql("SELECT name, dataset, state, rows_loaded, rows_rejected, error "
+                          "FROM chute.files ORDER BY seq") == [
+        ("orders/june.csv", "orders", "loaded", 3, 3, None),
+        ("misc/sample.csv", None, "quarantined", None, None,
+         "no dataset matches misc/sample.csv (declared: orders: orders/*.csv, orders-*.csv; "
+         "readings: readings/**/*.csv; people: *.csv)")]
+    assert lambda_env.sql("SELECT order_id, amount::text FROM orders ORDER BY line") == [
+        (1001, "19.99"), (1002, "5.50"), (1006, "7.25")]

@@ -7,15 +7,12 @@ Nothing is built or started. Compose itself validates the file and renders it no
 import json
 import re
 import shlex
-import shutil
-import subprocess
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
-
 from chute.stack import REPLICAS, SERVICES
+from composefile import compose_command, rendered, run
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -32,20 +29,8 @@ DOCUMENTED_ENV = {
     "CHUTE_BATCH_SIZE",
     "CHUTE_LOG_LEVEL",
     "CHUTE_METRICS_PORT",
+    "CHUTE_DATASETS",
 }
-
-
-def run(*cmd: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=ROOT, input=stdin, capture_output=True, text=True)
-
-
-@cache
-def compose_command() -> tuple[str, ...]:
-    if shutil.which("docker") and run("docker", "compose", "version").returncode == 0:
-        return ("docker", "compose")
-    if shutil.which("docker-compose"):
-        return ("docker-compose",)
-    pytest.fail("neither `docker compose` nor `docker-compose` is installed: run `make install`")
 
 
 def compose(*args: str) -> str:
@@ -56,16 +41,7 @@ def compose(*args: str) -> str:
 
 @cache
 def compose_config() -> dict:
-    if not run(*compose_command(), "version", "--short").stdout.startswith("1."):
-        return json.loads(compose("config", "--format", "json"))
-    # docker-compose 1.x prints only YAML. It is a Python script whose interpreter has
-    # PyYAML (a dependency of compose 1.x), so that interpreter converts it to JSON.
-    shebang = Path(shutil.which("docker-compose")).read_bytes().split(b"\n", 1)[0]
-    assert shebang.startswith(b"#!"), "docker-compose 1.x is not a Python script here"
-    to_json = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
-    converted = run(*shlex.split(shebang[2:].decode()), "-c", to_json, stdin=compose("config"))
-    assert converted.returncode == 0, converted.stderr
-    return json.loads(converted.stdout)
+    return rendered(COMPOSE_FILE)
 
 
 def services() -> dict:
@@ -155,11 +131,48 @@ def test_image_is_python_311_installs_the_repo_with_pip_and_runs_unprivileged():
     assert re.fullmatch(r"python:3\.11(\.\d+)?(-[\w.-]+)?(@sha256:[0-9a-f]{64})?", base), base
     runs = [args for keyword, args in instructions if keyword == "RUN"]
     assert any(re.search(r"\bpip install\b.*\s\.(\s|$)", run) for run in runs)
+    # No service runs as root with privileges: the entrypoint starts as root only to take
+    # the data folder's owner and drop every capability (docker/entrypoint.sh), and any
+    # USER set must not be root.
     users = [args for keyword, args in instructions if keyword == "USER"]
-    assert users and users[-1].split(":")[0] not in {"root", "0"}
+    assert all(user.split(":")[0] not in {"root", "0"} for user in users)
+    entrypoints = [json.loads(args) for keyword, args in instructions if keyword == "ENTRYPOINT"]
+    assert entrypoints and entrypoints[-1] == ["/usr/local/bin/chute-entrypoint"]
+    assert any("docker/entrypoint.sh /usr/local/bin/chute-entrypoint" in run for run in runs)
+
+
+def test_entrypoint_runs_the_command_only_as_the_data_owner_without_capabilities():
+    script = (ROOT / "docker" / "entrypoint.sh").read_text().replace("\\\n", " ")
+    execs = [line.strip() for line in script.splitlines() if line.strip().startswith("exec ")]
+    # Already unprivileged (--user): the command as it is. Else only through setpriv.
+    assert execs[0] == 'exec "$@"'
+    assert 'if [ "$(id -u)" != 0 ]; then\n    exec "$@"' in script
+    assert len(execs) == 2 and execs[1].startswith("exec setpriv ")
+    flags = set(shlex.split(execs[1]))
+    assert {"--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
+            '--reuid=${owner%:*}', '--regid=${owner#*:}'} <= flags
+    assert re.search(r'^owner=\$\(stat -c %u:%g "\$data"', script, re.MULTILINE)
+
+
+def test_workers_mount_the_data_folder_and_the_api_only_the_datasets_file():
+    def mounts(name: str) -> list[tuple[str, str]]:
+        found = []
+        for volume in services()[name].get("volumes", []):
+            if isinstance(volume, str):  # compose v1 renders SOURCE:TARGET:MODE
+                source, target = volume.split(":")[:2]
+            else:
+                source, target = volume["source"], volume["target"]
+            found.append((source, target))
+        return found
+
+    datasets = (str(ROOT / "docker" / "no-datasets.toml"), "/etc/chute/chute.toml")
+    for name in WORKERS + ("watcher",):
+        assert mounts(name) == [(str(ROOT / "data"), "/data"), datasets], name
+    assert mounts("api") == [datasets]  # the datasets file only, read-only
 
 
 def test_dockerignore_keeps_venv_data_and_git_out_of_the_build_context():
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     patterns = {line.strip().strip("/") for line in lines if not line.startswith("#")}
     assert {".venv", "data", ".git"} <= patterns
+    assert not {"docker", "docker/entrypoint.sh"} & patterns, "the entrypoint is built in"

@@ -120,11 +120,11 @@ def test_every_worker_exposes_the_counts_of_a_real_run(environment: Environment,
     watcher, transformer = scrape("watcher"), scrape("transformer")
     loader = wait_until(lambda: 'chute_files_total{state="loaded"} 2.0' in (s := scrape(
         "loader")) and s, 10, what="the loader's metrics")
-    assert "chute_files_received_total 3.0" in watcher
+    assert 'chute_files_received_total{dataset="people"} 3.0' in watcher
     assert 'chute_files_total{state="quarantined"} 1.0' in transformer
     assert 'chute_batches_total{outcome="published"} 2.0' in transformer
-    assert 'chute_rows_total{outcome="loaded"} 16.0' in loader
-    assert 'chute_rows_total{outcome="rejected"} 2.0' in loader
+    assert 'chute_rows_total{dataset="people",outcome="loaded"} 16.0' in loader
+    assert 'chute_rows_total{dataset="people",outcome="rejected"} 2.0' in loader
     assert 'chute_batches_total{outcome="loaded"} 2.0' in loader
     assert "chute_batch_seconds_count 2.0" in loader
     for text in (watcher, transformer, loader):

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from chute import columnar
 from chute.cleaning import find_columns
-from chute.datasets import load
+from chute.datasets import Dataset, load, load_text
 from chute.messages import FileDone, RowBatch
 from chute.transform import transform
 
@@ -146,3 +146,100 @@ def test_lines_the_fast_path_refuses_are_read_in_a_few_csv_readers_not_one_each(
     data = b"fullname,age,location\n" + (line + b"\n") * 2000
     assert run(data, True, 100, 1 << 23) == run(data, False, 100, 1 << 23)
     assert len(calls) < 20  # a window that finds no record end doubles: log2(2000) = 11
+
+
+# --- every type and rule: the fast path gives the reference batches ----------------------
+
+TYPED = """
+[datasets.typed]
+match = ["typed/*.csv"]
+nulls = ["NA"]
+filters = ["code"]
+
+[datasets.typed.columns]
+code   = { type = "text", required = true, values = ["a", "b", "c d"] }
+tag    = { type = "text", pattern = "[a-z]+-[0-9]", max_length = 5 }
+small  = { type = "smallint", min = -5, max = 300 }
+big    = { type = "bigint" }
+amount = { type = "numeric(8,2)", min = 0 }
+free   = { type = "numeric" }
+ratio  = { type = "double", max = 1e6 }
+flag   = { type = "boolean" }
+day    = { type = "date", min = "2000-01-01" }
+stamp  = { type = "timestamp" }
+moment = { type = "timestamptz", timezone = "Europe/Oslo" }
+local  = { type = "timestamp", format = "%d/%m/%Y %H:%M" }
+ident  = { type = "uuid" }
+"""
+TYPED_VALUES = {
+    "code": ["a", "b", " c  d ", "e", "", "NA"],
+    "tag": ["ab-1", "x-9", "abc-12", "AB-1", "", "NA", "é-1"],
+    "small": ["0", "-5", "300", "301", "25.0", " 7 ", "+3", "x", "", "32768"],
+    "big": ["9223372036854775807", "-9223372036854775808", "9223372036854775808", "12",
+            "1e3", ""],
+    "amount": ["0", "1.5", "19.99", "3.145", "-0.01", "999999.99", "1000000", ".5", "1e2",
+               "x", ""],
+    "free": ["1", "-2.50", "0.000001", "1e-3", "123456789012345678901234567890.5", "NaN",
+             ""],
+    "ratio": ["0.5", "-1e300", "1e6", "1000001", "nan", "inf", "1e400", "1e-400", "3.", ""],
+    "flag": ["true", "F", "yes", "N", "1", "0", "maybe", "", "NA"],
+    "day": ["2024-02-29", "2023-02-29", "2000-01-01", "1999-12-31", "2024-13-01",
+            "20240101", ""],
+    "stamp": ["2024-01-01 10:00:00", "2024-01-01T10:00", "2024-01-01 24:00",
+              "2024-01-01 10:00:00.123456", "2024-01-01 10:00:00+02:00", "2024-01-01", ""],
+    "moment": ["2024-03-31 02:30:00", "2024-10-27 02:30:00", "2024-06-01T12:00:00Z",
+               "2024-06-01 12:00:00+02:00", "2024-06-01 12:00:00-0330", "2024-06-01 25:00",
+               ""],
+    "local": ["01/06/2024 09:15", "31/06/2024 09:15", "1/6/2024 9:15", "2024-06-01", ""],
+    "ident": ["6f1c3c1e-0000-4000-8000-00000000a001", "6F1C3C1E00004000800000000000A002",
+              "{6f1c3c1e-0000-4000-8000-00000000a003}", "6f1c3c1e", ""],
+}
+
+
+@st.composite
+def typed_files(draw: st.DrawFn) -> bytes:
+    names = list(TYPED_VALUES)
+    rows = [",".join(names)]
+    for _ in range(draw(st.integers(0, 25))):
+        fields = [draw(st.sampled_from(TYPED_VALUES[name])) for name in names]
+        if draw(st.integers(0, 9)) == 0:  # padding: trimmed, and text collapsed
+            at = draw(st.integers(0, len(fields) - 1))
+            fields[at] = "  " + fields[at] + " "
+        rows.append(",".join(quote(f, draw(st.booleans())) for f in fields))
+    data = "\n".join(rows).encode() + b"\n"
+    if len(rows) > 1 and draw(st.booleans()):  # a line that is not UTF-8
+        data = data.replace(b"\n", b"\xff\n", 2).replace(b"\xff\n", b"\n", 1)
+    return data
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=typed_files(), block=st.sampled_from([64, 512, 1 << 20]),
+       batch_size=st.integers(1, 12))
+def test_fast_path_gives_the_reference_batches_for_every_type(
+        data: bytes, block: int, batch_size: int) -> None:
+    dataset = _typed()
+    saved = columnar.BLOCK
+    columnar.BLOCK = block
+    try:
+        sha = hashlib.sha256(data).hexdigest()
+        fast = list(transform(io.BytesIO(data), dataset, FILE_ID, 3, sha, batch_size))
+        slow = list(transform(io.BytesIO(data), dataset, FILE_ID, 3, sha, batch_size,
+                              columnar=False))
+        assert fast == slow
+    finally:
+        columnar.BLOCK = saved
+
+
+def test_canonical_values_of_every_type_take_the_fast_path() -> None:
+    row = ("a,ab-1,7,12,19.99,1.5,0.5,true,2024-02-29,2024-01-01 10:00:00,"
+           "2024-06-01T12:00:00Z,01/06/2024 09:15,6f1c3c1e-0000-4000-8000-00000000a001")
+    data = (",".join(TYPED_VALUES) + "\n" + "\n".join([row] * 50) + "\n").encode()
+    scanner = columnar.Scanner(io.BytesIO(data))
+    items = iter(scanner)
+    header = next(items)
+    scanner.use_columns(find_columns(header.fields or [], _typed()))
+    assert [type(item).__name__ for item in items] == ["Rows"]
+
+
+def _typed() -> Dataset:
+    return load_text(TYPED, "test")["typed"]
