@@ -25,13 +25,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import psycopg2
 
-from bench.generate import FIRST_NAMES, LAST_NAMES, LOCATIONS
+from bench import names
 from bench.stack import Stack
 from chute.datasets import load
 from chute.db import upsert_statement
@@ -52,9 +53,12 @@ balance     = { type = "numeric(12,2)" }
 FLOOR_TABLE = "bench_keyed_floor"
 
 
-def _customer(rng: random.Random) -> tuple[str, str, str]:
-    return (f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}", rng.choice(LOCATIONS),
-            f"{rng.randrange(0, 10_000_000) / 100:.2f}")
+def _customers(rng: random.Random, count: int) -> Iterator[tuple[str, str, str]]:
+    """Names and towns with real cardinality (bench.names), and balances."""
+    firsts, lasts, towns = (pool.draw(rng, count) for pool in (
+        names.first_names(), names.last_names(), names.places()))
+    for first, last, town in zip(firsts, lasts, towns, strict=True):
+        yield f"{first} {last}", town, f"{rng.randrange(0, 10_000_000) / 100:.2f}"
 
 
 def _write(path: Path, rows: list[tuple[int, str, str, str]]) -> str:
@@ -81,7 +85,7 @@ def generate(folder: Path, rows: int, seed: int = 15) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     keys = list(range(1, rows + 1))
     rng.shuffle(keys)
-    first = {key: _customer(rng) for key in keys}
+    first = dict(zip(keys, _customers(rng, rows), strict=True))
     changed, new = rows // 5, rows // 10
     kept = rng.sample(keys, rows - new)
     second = []
@@ -90,7 +94,7 @@ def generate(folder: Path, rows: int, seed: int = 15) -> dict[str, Any]:
         if index < changed:
             balance = f"{rng.randrange(0, 10_000_000) / 100:.2f}"
         second.append((key, name, city, balance))
-    second += [(rows + n + 1, *_customer(rng)) for n in range(new)]
+    second += [(rows + n + 1, *customer) for n, customer in enumerate(_customers(rng, new))]
     rng.shuffle(second)
     days = [[(key, *first[key]) for key in keys], second]
     files = []
