@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench import keys
+
 
 def _rows(n: int) -> str:
     return f"{n:,}"
@@ -168,6 +170,9 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {_rows(r['batch_size'])} | {r['drop_to_loaded_s']:.1f} s | "
                          f"{_rate(r['rows_per_s'])} | {peaks.get('transformer-1', 0):.0f} / "
                          f"{peaks.get('loader-1', 0):.0f} |")
+        lines.append("")
+    if results.get("keyed"):
+        lines.append(keys.markdown({**results["keyed"], "errors": []}))
         lines.append("")
     if results["errors"]:
         lines.append("WRONG RESULTS: " + "; ".join(results["errors"]))

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import proc, report, scenarios
+from bench import keys, proc, report, scenarios
 from bench.generate import Generated, generate
 from bench.generate_wide import generate as generate_wide
 from bench.stack import DATASETS
@@ -67,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(default 120)")
     parser.add_argument("--no-small", action="store_true")
     parser.add_argument("--no-scale", action="store_true")
+    parser.add_argument("--no-keys", action="store_true", help="skip the keyed run")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--workdir", type=Path,
                         help="where files and stacks live (default: a new temporary folder)")
@@ -137,9 +138,13 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                   file=sys.stderr)
             results["scale_out"].append(scenarios.scale_out(
                 work / f"scale-{workers}", parts, args.batch_size, workers, workers))
+    if not args.no_keys:  # bench/keys.py: two days of a keyed feed, the first size each
+        print(f"keyed: {first:,} rows, then {first:,} more ...", file=sys.stderr)
+        results["keyed"] = keys.keyed(work / "keyed", first, args.batch_size, args.loaders)
     results["errors"] = [error for section in ("big_files", "batch_sweep", "scale_out")
                          for r in results[section] for error in r["errors"]]
     results["errors"] += results.get("small_files", {}).get("errors", [])
+    results["errors"] += results.get("keyed", {}).get("errors", [])
     return results
 
 

@@ -55,8 +55,8 @@ def test_a_dataset_without_required_columns_takes_a_file_with_any_of_them() -> N
     ('[datasets.people]\nmatch = "*.csv"\ncolumns.name = { type = "text" }\n',
      "test: datasets.people: a redeclared people must keep the columns first_name, "
      "last_name, age, location"),
-    ('[datasets.x]\nmatch = "x/*.csv"\nkey = ["a"]\ncolumns.a = { type = "text" }\n',
-     "test: datasets.x.key: natural keys are not supported yet"),
+    ('[datasets.x]\nmatch = "x/*.csv"\nkey = ["b"]\ncolumns.a = { type = "text" }\n',
+     "test: datasets.x.key: 'b' is not a column of the dataset"),
     ('[datasets.x]\nmatch = "x/*.csv"\ncolumns.line = { type = "text" }\n',
      "test: datasets.x.columns.line: 'line' is reserved"),
     ('[datasets.X]\nmatch = "x/*.csv"\ncolumns.a = { type = "text" }\n',
