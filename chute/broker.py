@@ -151,6 +151,7 @@ class Broker:
         self.dead_letter_exchange = f"{namespace}.dead-letter"
         self._stopping: Callable[[], bool] = lambda: False
         self._consumers = 0
+        self._helper: ThreadPoolExecutor | None = None  # see keep_alive_during
         self._url = url
         self._node = 0
         # Queues used as they were found (see _declare_queue): their own dead-lettering
@@ -316,14 +317,21 @@ class Broker:
         allows serving I/O from inside a callback; it only refuses to dispatch further
         deliveries there.
         """
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chute-work") as pool:
-            future = pool.submit(work)
+        if self._helper is None:
+            # One thread for the connection's life: a new thread per call cost a small
+            # file's loader about a sixth of its CPU.
+            self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chute-work")
+        future = self._helper.submit(work)
+        try:
             while not wait([future], timeout=SERVE_EVERY_SECONDS).done:
-                # On a lost broker, leaving the pool waits for the work to finish, so the
-                # database connection is never shared; its effect is idempotent, and the
-                # message will be redelivered.
                 self.poll(0)
-            return future.result()
+        except BaseException:
+            # On a lost broker, wait for the work to finish, so the database connection
+            # is never shared; its effect is idempotent, and the message will be
+            # redelivered.
+            wait([future])
+            raise
+        return future.result()
 
     def pause(self, seconds: float) -> None:
         """Wait without starving heartbeats (safe inside a callback)."""
@@ -378,6 +386,9 @@ class Broker:
 
     def close(self) -> None:
         """Close quietly: unacknowledged messages go back to their queue."""
+        if self._helper is not None:
+            self._helper.shutdown(wait=True)  # idle: keep_alive_during always waits
+            self._helper = None
         if self.connection is not None and not self.connection.is_open:
             # Lost, not closed by us: the next connection starts at the next node.
             _first_node[self._url] = self._node + 1

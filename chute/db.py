@@ -200,15 +200,20 @@ def register_file(
     dataset: str | None,
 ) -> FileRecord:
     """Record an arrival (idempotent: a second call returns the first record)."""
-    with transaction(conn) as cur:
+    with transaction(conn) as cur:  # one transaction: a burst registers many files
         cur.execute(
-            """INSERT INTO chute.files (file_id, name, path, sha256, size_bytes, dataset)
-               VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (file_id) DO NOTHING""",
+            f"""INSERT INTO chute.files (file_id, name, path, sha256, size_bytes, dataset)
+                VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (file_id) DO NOTHING
+                RETURNING {FILE_RECORD_COLUMNS}""",
             (file_id, name, path, sha256, size, dataset),
         )
-    record = get_file(conn, file_id)
-    assert record is not None
-    return record
+        row = cur.fetchone()
+        if row is None:
+            cur.execute(f"SELECT {FILE_RECORD_COLUMNS} FROM chute.files WHERE file_id = %s",
+                        (file_id,))
+            row = cur.fetchone()
+    assert row is not None
+    return FileRecord(*row)
 
 
 def get_file(conn: Connection, file_id: str) -> FileRecord | None:
@@ -325,6 +330,22 @@ def reset_for_retry(conn: Connection, file_id: str, path: str) -> FileRecord:
     return record
 
 
+def file_and_ledger(conn: Connection, file_id: str) -> tuple[FileRecord | None, set[int]]:
+    """A file's record and its batches already in the ledger, in one statement: what
+    the transformer reads before sending a file (see loaded_batches)."""
+    with transaction(conn) as cur:
+        cur.execute(
+            f"""SELECT {FILE_RECORD_COLUMNS}, ARRAY(SELECT batch_no FROM chute.batches b
+                                                 WHERE b.file_id = f.file_id)
+                FROM chute.files f WHERE file_id = %s""",
+            (file_id,),
+        )
+        row = cur.fetchone()
+    if row is None:
+        return None, set()
+    return FileRecord(*row[:-1]), set(row[-1])
+
+
 def loaded_batches(conn: Connection, file_id: str) -> set[int]:
     """Batch numbers of a file already in the ledger: a retry need not send them again."""
     with transaction(conn) as cur:
@@ -359,7 +380,11 @@ def load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | Non
                     "COPY chute.rejects (file_id, line, reason, raw) FROM STDIN",
                     io.BytesIO(batch.rejects),
                 )
+            if batch.done is not None:  # the last batch closes its file: no FileDone
+                _record_totals(cur, batch.done)
             completed = _complete_if_ready(cur, batch.file_id)
+        elif batch.done is not None and _record_totals(cur, batch.done):
+            completed = _complete_if_ready(cur, batch.file_id)  # as a FileDone would
         else:
             completed = _name_if_loaded(cur, batch.file_id)
     # Counted after the commit, so the metrics never count rows that were rolled back.
@@ -404,14 +429,20 @@ def record_done(conn: Connection, done: FileDone) -> str | None:
     """Record a file's totals; returns its name if the file is `loaded` afterwards
     (every batch was already in), as load_batch does."""
     with transaction(conn) as cur:
-        cur.execute(
-            """UPDATE chute.files SET batches_total = %s, rows_total = %s
-               WHERE file_id = %s AND state = 'processing'""",
-            (done.batches, done.rows_total, done.file_id),
-        )
-        if cur.rowcount == 0:
+        if not _record_totals(cur, done):
             return _name_if_loaded(cur, done.file_id)
         return _complete_if_ready(cur, done.file_id)
+
+
+def _record_totals(cur: Any, done: FileDone) -> bool:
+    """Set a processing file's totals (a FileDone, or a batch that closes its file);
+    False when the file is not processing."""
+    cur.execute(
+        """UPDATE chute.files SET batches_total = %s, rows_total = %s
+           WHERE file_id = %s AND state = 'processing'""",
+        (done.batches, done.rows_total, done.file_id),
+    )
+    return cur.rowcount > 0
 
 
 def _name_if_loaded(cur: Any, file_id: str) -> str | None:

@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import time
+from dataclasses import replace
 from typing import BinaryIO
 
 from chute import db, metrics, placement
@@ -26,6 +27,13 @@ from chute.service import Interrupted, Stop, give_up_or_retry
 from chute.transform import FileUnusable, transform
 
 log = logging.getLogger(__name__)
+
+# Files smaller than this are read row by row: the columnar path costs about 4 ms to set
+# up per file (pyarrow calls per column) and wins only from about 300 rows (~9 KB of
+# people) up. Measured on 100-row files: 4.4 ms columnar, 1.6 ms row by row. Both ways
+# give the same bytes and the same batches (see chute.transform), so the choice is free.
+COLUMNAR_FROM_BYTES = 8 << 10
+
 
 class FileChanged(Exception):
     """The file's bytes are not the ones hashed when it was claimed: its row ids and
@@ -106,13 +114,12 @@ class FileHandler:
         if state != "process":
             log.info("file already handled", extra=context | {"state": state})
             return
-        record = db.get_file(self.conn, event.file_id)
-        assert record is not None  # begin_processing found it; files are never deleted
         dataset = self.config.datasets.get(event.dataset)
         if dataset is None:  # the watcher's datasets file declares it, ours does not
             raise LookupError(f"dataset {event.dataset!r} is not declared in this "
                               f"transformer's datasets ({self.config.datasets.source})")
-        already_loaded = db.loaded_batches(self.conn, event.file_id)
+        record, already_loaded = db.file_and_ledger(self.conn, event.file_id)
+        assert record is not None  # begin_processing found it; files are never deleted
         path = self.config.data_dir / event.path
         started = time.monotonic()
         try:
@@ -151,7 +158,8 @@ class FileHandler:
 
     def _publish_batches(self, raw: BinaryIO, dataset: Dataset, event: FileArrived,
                          batch_size: int, already_loaded: set[int]) -> FileDone:
-        """Publish the batches the ledger lacks, then the FileDone.
+        """Publish the batches the ledger lacks, the last one closing the file (or a
+        FileDone when there is none to send); returns the file's totals.
 
         The last batch is held back until the whole file has been read and its sha256
         matches the claim, so a changed file never completes, and a file of one batch
@@ -161,7 +169,7 @@ class FileHandler:
         stream = io.BufferedReader(hashing, buffer_size=1 << 16)
         held: RowBatch | None = None
         for message in transform(stream, dataset, event.file_id, event.seq, event.sha256,
-                                 batch_size):
+                                 batch_size, columnar=event.size >= COLUMNAR_FROM_BYTES):
             if self.stop():
                 raise Interrupted(event.file_id)
             if isinstance(message, RowBatch):
@@ -175,9 +183,13 @@ class FileHandler:
             if hashing.digest.hexdigest() != event.sha256:
                 raise FileChanged(f"file changed after it was claimed: sha256 "
                                   f"{hashing.digest.hexdigest()}, {event.sha256} when claimed")
-            if held is not None:
-                self._publish_batch(held, already_loaded)
-            self.broker.publish(BATCHES, *message.encode())
+            if held is not None and held.batch_no not in already_loaded:
+                # The last batch carries the totals and closes the file: one message,
+                # one loader transaction, fewer waits for a file of one batch.
+                self._publish_batch(replace(held, batches_total=message.batches,
+                                            rows_total=message.rows_total), already_loaded)
+            else:  # no batch at all, or the last one is loaded already (a retry)
+                self.broker.publish(BATCHES, *message.encode())
             return message
         raise AssertionError("transform always ends with FileDone")
 
