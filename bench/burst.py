@@ -107,6 +107,7 @@ def burst(root: Path, files: list[Generated], batch_size: int, transformers: int
             "p50_ms": round(statistics.median(latencies) * 1000),
             "p99_ms": round(_percentile(latencies, 99) * 1000),
             "max_ms": round(latencies[-1] * 1000),
+            "phase_medians_ms": _phases(records, dropped),
             "cpu_s_per_1000_files": {k: round(v * 1000 / n, 2) for k, v in cpu.items()},
             "load_average_before": load, "servers_restarted": restarted, "errors": errors,
         }
@@ -139,11 +140,30 @@ def _sql(stack: Stack, query: str, args: tuple[Any, ...] = ()) -> list[tuple[Any
 
 def _records(stack: Stack) -> dict[str, dict[str, Any]]:
     rows = _sql(stack, """SELECT name, state, rows_total, rows_loaded, rows_rejected,
+                                 extract(epoch FROM received_at)::float8,
+                                 extract(epoch FROM started_at)::float8,
                                  extract(epoch FROM finished_at)::float8
                           FROM chute.files WHERE name LIKE %s""", (PREFIX + "%",))
     return {name: {"state": state, "rows_total": total, "rows_loaded": loaded,
-                   "rows_rejected": rejected, "finished_at": finished}
-            for name, state, total, loaded, rejected, finished in rows}
+                   "rows_rejected": rejected, "received_at": received,
+                   "started_at": started, "finished_at": finished}
+            for name, state, total, loaded, rejected, received, started, finished in rows}
+
+
+def _phases(records: dict[str, dict[str, Any]], dropped: dict[str, float]
+            ) -> dict[str, int]:
+    """Median milliseconds a file spent waiting for the watcher (drop -> registered),
+    for a transformer (-> claimed for transforming), and in transforming and loading
+    (-> loaded): where a burst queues up."""
+    spans = {"watcher": [], "to_transformer": [], "to_loaded": []}
+    for name, at in dropped.items():
+        r = records[name]
+        if None in (r["received_at"], r["started_at"], r["finished_at"]):
+            continue
+        spans["watcher"].append(r["received_at"] - at)
+        spans["to_transformer"].append(r["started_at"] - r["received_at"])
+        spans["to_loaded"].append(r["finished_at"] - r["started_at"])
+    return {k: round(statistics.median(v) * 1000) for k, v in spans.items() if v}
 
 
 def _check(records: dict[str, dict[str, Any]], files: list[Generated]) -> list[str]:

@@ -200,20 +200,32 @@ def register_file(
     dataset: str | None,
 ) -> FileRecord:
     """Record an arrival (idempotent: a second call returns the first record)."""
-    with transaction(conn) as cur:  # one transaction: a burst registers many files
-        cur.execute(
-            f"""INSERT INTO chute.files (file_id, name, path, sha256, size_bytes, dataset)
-                VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (file_id) DO NOTHING
-                RETURNING {FILE_RECORD_COLUMNS}""",
-            (file_id, name, path, sha256, size, dataset),
-        )
-        row = cur.fetchone()
-        if row is None:
-            cur.execute(f"SELECT {FILE_RECORD_COLUMNS} FROM chute.files WHERE file_id = %s",
-                        (file_id,))
+    return register_files(conn, [(file_id, name, path, sha256, size, dataset)])[0]
+
+
+def register_files(conn: Connection,
+                   arrivals: list[tuple[str, str, str, str, int, str | None]]
+                   ) -> list[FileRecord]:
+    """Record arrivals (file_id, name, path, sha256, size, dataset), in one transaction
+    and in this order (their seq); idempotent: a file already recorded keeps its first
+    record."""
+    records = []
+    with transaction(conn) as cur:  # one commit for a burst of files
+        for arrival in arrivals:
+            cur.execute(
+                f"""INSERT INTO chute.files (file_id, name, path, sha256, size_bytes, dataset)
+                    VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (file_id) DO NOTHING
+                    RETURNING {FILE_RECORD_COLUMNS}""",
+                arrival,
+            )
             row = cur.fetchone()
-    assert row is not None
-    return FileRecord(*row)
+            if row is None:
+                cur.execute(f"SELECT {FILE_RECORD_COLUMNS} FROM chute.files "
+                            "WHERE file_id = %s", (arrival[0],))
+                row = cur.fetchone()
+            assert row is not None
+            records.append(FileRecord(*row))
+    return records
 
 
 def get_file(conn: Connection, file_id: str) -> FileRecord | None:

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from dataclasses import replace
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from chute import db, metrics, placement
 from chute.broker import BATCHES, Broker, Delivery
@@ -64,15 +64,48 @@ class FileHandler:
         self.conn = conn
         self.broker = broker
         self.folders = Folders(config.data_dir)
+        self.pending: list[Delivery] = []  # received, not yet started
+        # The messages that close the files in hand (their last batch or FileDone),
+        # published together by `handle_pending` before their events are acked.
+        self.closing: list[tuple[str, dict[str, Any], bytes]] = []
 
     def on_file_arrived(self, delivery: Delivery) -> None:
-        """Called by pika for each FileArrived; settles the delivery exactly once."""
+        """Called by pika for each FileArrived: kept for handle_pending, which pika
+        calls once it has handed over every delivery that was waiting."""
+        self.pending.append(delivery)
+
+    def handle_pending(self) -> None:
+        """Handle the FileArrived events received so far (up to the prefetch), then send
+        every file's closing message at once, wait for their confirms, and ack them.
+
+        One wait for the broker's confirms per group instead of one per file: a burst
+        of small files is mostly that wait. Nothing is acked before its messages are
+        confirmed; on a crash, every unacked event is redelivered, and handling a file
+        again is idempotent. SIGTERM: the files already handled are sent and acked, the
+        rest go back to the queue.
+        """
+        deliveries, self.pending = self.pending, []
+        self.closing = []
+        done = []
+        for delivery in deliveries:
+            if self.stop():
+                break  # not started: closing the connection hands it back
+            if self._settle(delivery):
+                done.append(delivery)
+        self.broker.publish_many(self.closing)
+        self.closing = []
+        for delivery in done:
+            self.broker.ack(delivery)
+
+    def _settle(self, delivery: Delivery) -> bool:
+        """Handle one event; True when it is to be acked once the closing messages are
+        confirmed, False when it was already settled (rejected, or retried later)."""
         try:
             event = FileArrived.decode(delivery.headers, delivery.body)
         except MessageDecodeError as e:
             log.error("undecodable file event", extra={"error": str(e)})
             self.broker.reject(delivery, requeue=False)  # it will never decode
-            return
+            return False
         if delivery.redelivered:
             metrics.REDELIVERIES.labels("files").inc()
         try:
@@ -90,8 +123,8 @@ class FileHandler:
                 self.broker, delivery,
                 lambda error: db.fail_file(self.conn, event.file_id, error),
                 "transform", e, {"file_id": event.file_id, "file_name": event.name})
-            return
-        self.broker.ack(delivery)
+            return False
+        return True
 
     def _handle(self, event: FileArrived) -> None:
         context = {"file_id": event.file_id, "file_name": event.name,
@@ -186,10 +219,12 @@ class FileHandler:
             if held is not None and held.batch_no not in already_loaded:
                 # The last batch carries the totals and closes the file: one message,
                 # one loader transaction, fewer waits for a file of one batch.
-                self._publish_batch(replace(held, batches_total=message.batches,
-                                            rows_total=message.rows_total), already_loaded)
+                closing = replace(held, batches_total=message.batches,
+                                  rows_total=message.rows_total)
+                self.closing.append((BATCHES, *closing.encode()))
+                metrics.BATCHES.labels("published").inc()
             else:  # no batch at all, or the last one is loaded already (a retry)
-                self.broker.publish(BATCHES, *message.encode())
+                self.closing.append((BATCHES, *message.encode()))
             return message
         raise AssertionError("transform always ends with FileDone")
 
