@@ -255,42 +255,60 @@ def begin_processing(conn: Connection, file_id: str, batch_size: int) -> tuple[s
     loader's ledger drops the ones already loaded.
     """
     with transaction(conn) as cur:
+        return _begin(cur, file_id, batch_size)
+
+
+def begin_processing_many(conn: Connection, files: list[tuple[str, str]], batch_size: int
+                          ) -> dict[str, tuple[str, int]]:
+    """begin_processing for several files (file_id, sha256) in one transaction, one
+    commit: {file_id: (state, batch size)}.
+
+    Locks are taken in sha256 order, the order every transformer uses, so two groups
+    holding files of the same content cannot deadlock; a file whose content is also
+    earlier in the group is its duplicate, as it would be one transaction later.
+    """
+    with transaction(conn) as cur:
+        return {file_id: _begin(cur, file_id, batch_size)
+                for file_id, _sha256 in sorted(files, key=lambda f: (f[1], f[0]))}
+
+
+def _begin(cur: Any, file_id: str, batch_size: int) -> tuple[str, int]:
+    cur.execute(
+        "SELECT state, sha256 FROM chute.files WHERE file_id = %s FOR NO KEY UPDATE",
+        (file_id,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return "unknown", 0
+    state, sha256 = row
+    if state in FINAL_STATES:
+        return state, 0
+    # One arrival per content at a time: the lock makes the check and the claim atomic.
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (sha256,))
+    cur.execute(
+        """SELECT file_id FROM chute.files
+           WHERE sha256 = %s AND file_id <> %s AND state IN ('processing', 'loaded')
+           ORDER BY seq LIMIT 1""",
+        (sha256, file_id),
+    )
+    original = cur.fetchone()
+    if original:
         cur.execute(
-            "SELECT state, sha256 FROM chute.files WHERE file_id = %s FOR NO KEY UPDATE",
-            (file_id,),
+            """UPDATE chute.files SET state = 'duplicate', duplicate_of = %s,
+                      rows_total = 0, rows_loaded = 0, rows_rejected = 0,
+                      started_at = coalesce(started_at, now()), finished_at = now()
+               WHERE file_id = %s""",
+            (original[0], file_id),
         )
-        row = cur.fetchone()
-        if row is None:
-            return "unknown", 0
-        state, sha256 = row
-        if state in FINAL_STATES:
-            return state, 0
-        # One arrival per content at a time: the lock makes the check and the claim atomic.
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (sha256,))
-        cur.execute(
-            """SELECT file_id FROM chute.files
-               WHERE sha256 = %s AND file_id <> %s AND state IN ('processing', 'loaded')
-               ORDER BY seq LIMIT 1""",
-            (sha256, file_id),
-        )
-        original = cur.fetchone()
-        if original:
-            cur.execute(
-                """UPDATE chute.files SET state = 'duplicate', duplicate_of = %s,
-                          rows_total = 0, rows_loaded = 0, rows_rejected = 0,
-                          started_at = coalesce(started_at, now()), finished_at = now()
-                   WHERE file_id = %s""",
-                (original[0], file_id),
-            )
-            return "duplicate", 0
-        cur.execute(
-            """UPDATE chute.files SET state = 'processing', attempts = attempts + 1,
-                      error = NULL, started_at = coalesce(started_at, now()),
-                      batch_size = coalesce(batch_size, %s)
-               WHERE file_id = %s RETURNING batch_size""",
-            (batch_size, file_id),
-        )
-        return "process", cur.fetchone()[0]
+        return "duplicate", 0
+    cur.execute(
+        """UPDATE chute.files SET state = 'processing', attempts = attempts + 1,
+                  error = NULL, started_at = coalesce(started_at, now()),
+                  batch_size = coalesce(batch_size, %s)
+           WHERE file_id = %s RETURNING batch_size""",
+        (batch_size, file_id),
+    )
+    return "process", cur.fetchone()[0]
 
 
 def finish_file(conn: Connection, file_id: str, state: str, error: str | None) -> None:

@@ -65,6 +65,7 @@ class FileHandler:
         self.broker = broker
         self.folders = Folders(config.data_dir)
         self.pending: list[Delivery] = []  # received, not yet started
+        self.begun: dict[str, tuple[str, int]] = {}  # claimed by _begin_all, not handled
         # The messages that close the files in hand (their last batch or FileDone),
         # published together by `handle_pending` before their events are acked.
         self.closing: list[tuple[str, dict[str, Any], bytes]] = []
@@ -86,26 +87,44 @@ class FileHandler:
         """
         deliveries, self.pending = self.pending, []
         self.closing = []
+        events = {}
+        for delivery in deliveries:
+            try:
+                events[delivery.tag] = FileArrived.decode(delivery.headers, delivery.body)
+            except MessageDecodeError as e:
+                log.error("undecodable file event", extra={"error": str(e)})
+                self.broker.reject(delivery, requeue=False)  # it will never decode
+        self.begun = self._begin_all(list(events.values()))
         done = []
         for delivery in deliveries:
             if self.stop():
                 break  # not started: closing the connection hands it back
-            if self._settle(delivery):
+            event = events.get(delivery.tag)
+            if event is not None and self._settle(delivery, event):
                 done.append(delivery)
         self.broker.publish_many(self.closing)
         self.closing = []
         for delivery in done:
             self.broker.ack(delivery)
 
-    def _settle(self, delivery: Delivery) -> bool:
-        """Handle one event; True when it is to be acked once the closing messages are
-        confirmed, False when it was already settled (rejected, or retried later)."""
+    def _begin_all(self, events: list[FileArrived]) -> dict[str, tuple[str, int]]:
+        """Claim a group's files for transforming in one transaction (one commit); {}
+        when that fails for a reason of its own, so that each file is claimed alone
+        and the file at fault meets its own retries."""
+        if len(events) < 2:
+            return {}
         try:
-            event = FileArrived.decode(delivery.headers, delivery.body)
-        except MessageDecodeError as e:
-            log.error("undecodable file event", extra={"error": str(e)})
-            self.broker.reject(delivery, requeue=False)  # it will never decode
-            return False
+            return db.begin_processing_many(
+                self.conn, [(e.file_id, e.sha256) for e in events], self.config.batch_size)
+        except ConnectionError:
+            raise
+        except Exception:  # noqa: BLE001 - each file is tried alone, and fails alone
+            log.warning("claiming a group of files failed: one at a time", exc_info=True)
+            return {}
+
+    def _settle(self, delivery: Delivery, event: FileArrived) -> bool:
+        """Handle one event; True when it is to be acked once the closing messages are
+        confirmed, False when it was already settled (retried later, or failed)."""
         if delivery.redelivered:
             metrics.REDELIVERIES.labels("files").inc()
         try:
@@ -129,7 +148,9 @@ class FileHandler:
     def _handle(self, event: FileArrived) -> None:
         context = {"file_id": event.file_id, "file_name": event.name,
                    "dataset": event.dataset}
-        state, batch_size = db.begin_processing(self.conn, event.file_id, self.config.batch_size)
+        begun = self.begun.pop(event.file_id, None)
+        state, batch_size = begun or db.begin_processing(self.conn, event.file_id,
+                                                         self.config.batch_size)
         if state in ("duplicate", "loaded"):
             # Also repairs a move that a crash interrupted (moving is idempotent).
             placement.archive(self.conn, self.folders, event.file_id, event.name)
