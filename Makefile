@@ -55,6 +55,7 @@ lint: install
 # The pipeline benchmark (about 3 minutes here): prints a table, writes bench/results/latest.json.
 bench: install
 	$(BIN)/python -m bench.run --sizes 1000000,5000000
+	$(BIN)/python -m bench.burst --bursts 1000,10000 --workers 2+3
 
 # build/chute-lambda.zip: chute and its dependencies for AWS Lambda (Linux x86_64).
 aws-package: install
