@@ -16,7 +16,7 @@ from aiohttp import web
 from api import docs, params
 from api import routes as views
 from chute.config import Config
-from chute.datasets import Column
+from chute.datasets import Column, Dataset
 
 DOCUMENT = web.AppKey("openapi", bytes)
 DOCS_PAGE = web.AppKey("docs_page", str)
@@ -61,6 +61,15 @@ SCHEMAS: dict[str, Any] = {
         "rows_total": _nullable(COUNT),
         "rows_loaded": _nullable(COUNT),
         "rows_rejected": _nullable(COUNT),
+        # A keyed dataset's rows_loaded, split (docs/keys.md); null without a key.
+        "rows_inserted": _nullable({**COUNT, "description": "Keyed datasets: loaded rows "
+                                    "whose key was new. Null for a dataset without a key."}),
+        "rows_replaced": _nullable({**COUNT, "description": "Keyed datasets: loaded rows "
+                                    "that replaced an older version of their key."}),
+        "rows_ignored": _nullable({**COUNT, "description": "Keyed datasets: loaded rows "
+                                   "older than the version of their key already loaded "
+                                   "(or than a later line of the file), so left out. Not "
+                                   "rejects."}),
         "error": _nullable({"type": "string"}),
         "received_at": {"type": "string", "format": "date-time"},
         "finished_at": _nullable({"type": "string", "format": "date-time"}),
@@ -136,7 +145,7 @@ def _value_schema(column: Column) -> dict[str, Any]:
                   "date": {"type": "string", "format": "date"},
                   "timestamptz": {"type": "string", "format": "date-time"},
                   }.get(kind, {"type": "string"})
-    return schema if column.required else _nullable(schema)
+    return schema if column.needs_value else _nullable(schema)
 
 
 def _dataset_paths(config: Config) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -154,9 +163,18 @@ def _dataset_paths(config: Config) -> tuple[dict[str, Any], dict[str, Any]]:
             "(file, then line). COL= matches a filter column exactly; min_COL and max_COL "
             "bound an ordered column (numbers, dates, times). Rows appear once their file "
             "and every earlier arrival of the dataset have settled, so following "
-            "`next_cursor` never skips nor repeats a row while files load.",
+            "`next_cursor` never skips nor repeats a row while files load." + _keyed(dataset),
             _answer("One page of rows.", schema=_ref(f"{row}_page")), READ, route.query)}
     return paths, schemas
+
+
+def _keyed(dataset: Dataset) -> str:
+    if not dataset.key:
+        return ""
+    return (f" Keyed by {', '.join(dataset.key)}: one row per key, its latest version "
+            "in arrival order, placed where that version came from; a key replaced by a "
+            "later file moves to that file's place (so a reader paging meanwhile may meet "
+            "it again, newer).")
 
 
 def _paths() -> dict[str, dict[str, Any]]:
@@ -184,7 +202,8 @@ def _paths() -> dict[str, dict[str, Any]]:
         "/files": {"get": _operation(
             "listFiles", "Arrivals of files, newest first",
             "Every arrival of a file and its outcome. Counts of a file still `processing` "
-            "are the batches loaded so far.",
+            "are the batches loaded so far. For a keyed dataset, rows_loaded is split into "
+            "rows_inserted, rows_replaced and rows_ignored.",
             _answer("One page of arrivals.", schema=_ref("FilesPage")), READ, views.FILES)},
         "/files/{file_id}": {"get": _operation(
             "getFile", "One arrival", "One arrival of a file and its outcome.",

@@ -31,6 +31,9 @@ FILE_COLUMNS = """
     f.file_id::text AS file_id, f.seq, f.name, f.dataset, f.sha256, f.state, f.rows_total,
     coalesce(f.rows_loaded, b.rows_loaded) AS rows_loaded,
     coalesce(f.rows_rejected, b.rows_rejected) AS rows_rejected,
+    coalesce(f.rows_inserted, b.rows_inserted) AS rows_inserted,
+    coalesce(f.rows_replaced, b.rows_replaced) AS rows_replaced,
+    coalesce(f.rows_ignored, b.rows_ignored) AS rows_ignored,
     f.error, f.received_at, f.finished_at
 """
 
@@ -38,7 +41,10 @@ FILE_COLUMNS = """
 FILE_FROM = """
     FROM chute.files f
     LEFT JOIN LATERAL (
-        SELECT sum(rows_loaded)::bigint AS rows_loaded, sum(rows_rejected)::bigint AS rows_rejected
+        SELECT sum(rows_loaded)::bigint AS rows_loaded, sum(rows_rejected)::bigint AS rows_rejected,
+               sum(rows_inserted)::bigint AS rows_inserted,
+               sum(rows_replaced)::bigint AS rows_replaced,
+               sum(rows_ignored)::bigint AS rows_ignored
         FROM chute.batches WHERE file_id = f.file_id AND f.state = 'processing'
     ) b ON true
 """
@@ -162,9 +168,11 @@ class Queries:
         return await conn.fetch(sql, *args)
 
     async def loaded_rows(self, conn: asyncpg.Connection) -> dict[str, int]:
-        """Rows loaded per dataset, from the files' counts (no count over a big table)."""
+        """Rows per dataset, from the files' counts (no count over a big table). A keyed
+        dataset's table holds one row per key, each inserted once: the sum of inserted."""
         rows = await conn.fetch(
-            """SELECT dataset, sum(rows_loaded)::bigint AS rows FROM chute.files
+            """SELECT dataset, sum(coalesce(rows_inserted, rows_loaded))::bigint AS rows
+               FROM chute.files
                WHERE state = 'loaded' AND dataset IS NOT NULL GROUP BY dataset""")
         return {row["dataset"]: row["rows"] for row in rows}
 

@@ -143,7 +143,7 @@ async def list_datasets(request: web.Request) -> web.Response:
         loaded = await request.app[QUERIES].loaded_rows(conn)
     items = [{
         "name": d.name, "table": d.table, "key": list(d.key),
-        "columns": [{"name": c.name, "type": c.type.name, "required": c.required,
+        "columns": [{"name": c.name, "type": c.type.name, "required": c.needs_value,
                      "filter": c.filter} for c in d.columns],
         "rows": loaded.get(d.name, 0),
     } for d in datasets]

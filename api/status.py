@@ -35,6 +35,7 @@ PAGE = """<!doctype html>
  .loaded {{ background: #dcf5dc; }} .duplicate {{ background: #dcecf5; }}
  .quarantined {{ background: #fbefc8; }} .failed {{ background: #f8d4d4; }}
  .received, .processing {{ background: #ececec; }}
+ .keyed {{ color: #666; font-size: .85em; white-space: nowrap; }}
  progress {{ width: 10em; }} .error {{ color: #a33; font-size: .9em; }}
  .problem {{ background: #f8d4d4; padding: .6em 1em; border-radius: .3em; }}
 </style></head>
@@ -92,10 +93,18 @@ def _row(f: Any) -> str:
     return (
         f"<tr><td>{escape(f['name'])}{error}</td><td>{escape(f['dataset'] or '')}</td>"
         f'<td><span class="state {f["state"]}">{f["state"]}</span></td><td>{bar}</td>'
-        f'<td class="n">{_n(loaded)}</td><td class="n">{_n(rejected)}</td>'
+        f'<td class="n">{_n(loaded)}{_keyed(f)}</td><td class="n">{_n(rejected)}</td>'
         f'<td class="n">{_n(total)}</td><td>{_time(f["received_at"])}</td>'
         f"<td>{took}</td><td>{rejects}</td></tr>"
     )
+
+
+def _keyed(f: Any) -> str:
+    """Under a keyed file's loaded count, what its rows did (see docs/keys.md)."""
+    if f["rows_inserted"] is None:
+        return ""
+    return (f'<div class="keyed">{f["rows_inserted"]:,} inserted, '
+            f'{f["rows_replaced"]:,} replaced, {f["rows_ignored"]:,} ignored as older</div>')
 
 
 def _n(value: int | None) -> str:

@@ -13,9 +13,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import peers, proc
+from bench import floors, peers, proc
 from bench.generate import Generated
 from bench.stack import Arrival, Stack
+from chute.datasets import Dataset
 
 
 def _check(arrival: Arrival, made: Generated) -> list[str]:
@@ -50,18 +51,23 @@ def _cpu_used(before: dict[str, float | None], after: dict[str, float | None]
     return {key: round((after[key] or 0.0) - (before.get(key) or 0.0), 2) for key in after}
 
 
-def big_file(root: Path, made: Generated, batch_size: int, with_peers: bool,
-             transformers: int = 1, loaders: int = 1) -> dict[str, Any]:
-    """One large file: drop -> loaded, first row in the API, peak memory, CPU by process,
-    then the floor and the peer on the same file and server."""
-    result: dict[str, Any] = {"rows": made.rows, "bytes": made.size, "batch_size": batch_size,
-                              "transformers": transformers, "loaders": loaders}
+def big_file(root: Path, made: Generated, dataset: Dataset, drop_as: str, batch_size: int,
+             peer_timeout: float | None, transformers: int = 1, loaders: int = 1
+             ) -> dict[str, Any]:
+    """One large file of `dataset`: drop -> loaded, first row in the API, peak memory, CPU
+    by process, then the floors and (unless peer_timeout is None) the peer on the rows
+    and the file chute loaded, on the same server."""
+    result: dict[str, Any] = {"dataset": dataset.name, "rows": made.rows,
+                              "rejects": made.rejects, "bytes": made.size,
+                              "batch_size": batch_size, "transformers": transformers,
+                              "loaders": loaders}
     with Stack(root, batch_size, transformers, loaders) as stack:
         result["load_average_before"] = proc.load_average()
         servers = stack.servers()
         cpu_before = stack.cpu_seconds()
-        arrival = stack.drop(made.path, "people.csv")
-        stack.watch([arrival], timeout=300 + made.rows / 1000, interval=0.01, first_row=True)
+        arrival = stack.drop(made.path, drop_as)
+        stack.watch([arrival], timeout=300 + made.rows / 1000, interval=0.01,
+                    first_row=dataset.name)
         result["servers_restarted"] = _restarted(stack, servers)
         result["cpu_s"] = _cpu_used(cpu_before, stack.cpu_seconds())
         result["peak_rss_mb"] = stack.peak_rss_mb()
@@ -73,15 +79,24 @@ def big_file(root: Path, made: Generated, batch_size: int, with_peers: bool,
         result["loader_batches"] = len(durations)
         result["loader_busy_s"] = round(sum(durations) / 1000, 3)
         result["errors"] = _check(arrival, made)
-        if with_peers:
-            stack.services.stop_all()  # the yardsticks compete with nothing of chute's
-            url = stack.environment.database_url
-            floor = peers.copy_floor(url, made.copyable)
-            peer = peers.pgloader_peer(url, made.path, root)
-            result["copy"] = floor
+        stack.services.stop_all()  # the yardsticks compete with nothing of chute's
+        url = stack.environment.database_url
+        result["floors"] = floors.floors(url, dataset, loaders, batch_size, stack.root)
+        for floor, measured in result["floors"].items():
+            result[f"chute_over_{floor}_floor"] = round(
+                arrival.loaded_s / measured["seconds"], 2)
+            if measured["rows"] != made.loaded:
+                result["errors"].append(f"{drop_as}: the {floor} floor copied "
+                                        f"{measured['rows']} rows, chute loaded {made.loaded}")
+        if peer_timeout is not None:
+            peer = peers.pgloader(url, dataset, made.path, stack.root, peer_timeout)
+            # Cut short, its time for the file is estimated from its rate (about as many
+            # rows to load as chute loaded: a little less than it would, in its favour).
+            whole = peer["seconds"] if peer["finished"] else \
+                peer["seconds"] * made.loaded / max(peer["rows"], 1)
+            peer["whole_file_s"] = round(whole, 1)
             result["pgloader"] = peer
-            result["chute_over_copy"] = round(arrival.loaded_s / floor["seconds"], 2)
-            result["pgloader_over_chute"] = round(peer["seconds"] / arrival.loaded_s, 2)
+            result["pgloader_over_chute"] = round(whole / arrival.loaded_s, 2)
     return result
 
 

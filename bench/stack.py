@@ -4,7 +4,8 @@ Built on the integration harness (tests/harness.py), so the benchmark runs exact
 the tests run: `python -m NAME` processes against the shared PostgreSQL and RabbitMQ,
 removed afterwards. A header-only warm-up file goes through the whole pipeline before
 anything is timed: then every service is connected and consuming, and the loaded table
-is still empty for the first-row measurement.
+is still empty for the first-row measurement. Every stack also declares the wide dataset
+(bench/wide.toml, beside the built-in people), so either can be dropped into it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from harness import Environment, Services, wait_until  # noqa: E402
 
 WORKERS = ("watcher", "transformer", "loader", "api")
+DATASETS = Path(__file__).resolve().parent / "wide.toml"
 FINAL = ("loaded", "duplicate", "quarantined", "failed")
 
 
@@ -46,7 +48,8 @@ class Arrival:
 def _bench_environment(root: Path, batch_size: int) -> Environment:
     """The harness's environment, renamed chute_bench_*: anything a killed benchmark
     leaves on the shared servers is recognisably the benchmark's."""
-    environment = Environment(root, CHUTE_BATCH_SIZE=str(batch_size))
+    environment = Environment(root, CHUTE_BATCH_SIZE=str(batch_size),
+                              CHUTE_DATASETS=str(DATASETS))
     tag = environment.database.rsplit("_", 1)[-1]
     environment.database = f"chute_bench_{tag}"
     environment.namespace = f"chute-bench-{tag}"
@@ -132,12 +135,15 @@ class Stack:
     # --- dropping and watching --------------------------------------------------------
 
     def drop(self, source: Path, name: str) -> Arrival:
-        """Hard-link a prepared file beside the inbox, then rename it in (it is finished)."""
-        staging = self.environment.data_dir / ".staging"
-        staging.mkdir(exist_ok=True)
-        os.link(source, staging / name)
+        """Hard-link a prepared file beside the inbox, then rename it in (it is finished);
+        `name` may hold a subfolder of the inbox ("wide/orders.csv")."""
+        staged = self.environment.data_dir / ".staging" / name
+        target = self.environment.inbox / name
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(source, staged)
         dropped = time.time()
-        os.rename(staging / name, self.environment.inbox / name)
+        os.rename(staged, target)
         return Arrival(name, dropped)
 
     def _connect(self) -> None:
@@ -161,24 +167,25 @@ class Stack:
             time.sleep(0.5)
             return {}
 
-    def first_row_visible(self) -> bool:
+    def first_row_visible(self, dataset: str) -> bool:
         try:
-            reply = self.http.get(self.environment.api + "/read/first-chunk",
-                                  params={"num_records": 1}, timeout=10)
+            reply = self.http.get(f"{self.environment.api}/datasets/{dataset}/rows",
+                                  params={"limit": 1}, timeout=10)
         except requests.RequestException:
             return False
-        return reply.ok and len(reply.json()) >= 1
+        return reply.ok and len(reply.json()["items"]) >= 1
 
     def watch(self, arrivals: list[Arrival], timeout: float, interval: float = 0.005,
-              first_row: bool = False) -> None:
+              first_row: str | None = None) -> None:
         """Poll until every arrival is final, noting when each got there (and, with
-        first_row, when the API first served a row)."""
+        first_row naming a dataset, when the API first served one of its rows)."""
         deadline = time.monotonic() + timeout
         waiting = {a.name: a for a in arrivals}
         start = min(a.dropped_at for a in arrivals)
         while waiting:
             now = time.time()
-            if first_row and arrivals[0].first_row_s is None and self.first_row_visible():
+            if first_row and arrivals[0].first_row_s is None \
+                    and self.first_row_visible(first_row):
                 arrivals[0].first_row_s = time.time() - start
             for name, state in self.states(list(waiting)).items():
                 if state in FINAL:

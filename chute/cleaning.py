@@ -8,7 +8,7 @@ store as a reject, not a failure of the program.
 
 Per value, in this order: text is trimmed, and a text column's whitespace runs collapsed
 to one space (other types are only trimmed, so a reason quotes what the file holds); a
-null marker (or nothing at all) is no value, which a required column refuses; a text
+null marker (or nothing at all) is no value, which a required or key column refuses; a text
 column's `take` cuts its word; then the type and its rules decide (coltypes.parse).
 """
 
@@ -113,12 +113,12 @@ def clean_row(fields: list[str], layout: Layout) -> tuple[object, ...] | str:
 def _clean_value(column: Column, field: str | None) -> object:
     text = None if field is None else clean_text(field, column.type.name == "text")
     if text is None or text in column.nulls:
-        return Invalid("is empty") if column.required else None
+        return Invalid(column.empty_reason) if column.needs_value else None
     # Rules on text apply to the field as the file holds it, before a word is taken.
     value = parse(text, column.rules)
     if isinstance(value, Invalid) or column.take is None:
         return value
     word = take_word(value, column.take)  # type: ignore[arg-type]
-    if word is None and column.required:
+    if word is None and column.needs_value:
         return Invalid("has no word after the first")
     return word

@@ -105,12 +105,14 @@ def status(obj: tuple[Config, Api], limit: int, state: str | None,
     if dataset:
         params["dataset"] = dataset
     items = api.get("/files", **params)["items"]
+    keyed = any(f.get("rows_inserted") is not None for f in items)
     table = Table("file_id", "name", "dataset", "state", "loaded", "rejected", "total",
-                  "received", "took", "error")
+                  *(("of loaded (keyed)",) if keyed else ()), "received", "took", "error")
     for f in items:
         table.add_row(f["file_id"], f["name"], f["dataset"] or "-", _styled(f["state"]),
                       _n(f["rows_loaded"]),
                       _n(f["rows_rejected"]), _n(f["rows_total"]),
+                      *((keyed_counts(f) or "-",) if keyed else ()),
                       f["received_at"][:19].replace("T", " "), _took(f),
                       (f["error"] or "")[:60])
     console.print(table if items else "no files yet")
@@ -237,6 +239,8 @@ def _follow(api: Api, dropped: list[tuple[str, Path]], timeout: float,
     for _sha, path in dropped:
         f = outcomes[path]
         extra = f" ({f['error']})" if f["error"] else ""
+        if keyed_counts(f):
+            extra += f" ({keyed_counts(f)})"
         console.print(f"{path.name}: {f['state']}, {_n(f['rows_loaded'])} rows loaded, "
                       f"{_n(f['rows_rejected'])} rejected, in {_took(f)}{extra}")
     return list(outcomes.values())
@@ -264,6 +268,14 @@ def _took(f: dict[str, Any]) -> str:
     seconds = (datetime.fromisoformat(f["finished_at"])
                - datetime.fromisoformat(f["received_at"])).total_seconds()
     return f"{seconds:.2f} s"
+
+
+def keyed_counts(f: dict[str, Any]) -> str:
+    """What a keyed file's loaded rows did (docs/keys.md); "" for a dataset without a key."""
+    if f.get("rows_inserted") is None:
+        return ""
+    return (f"{f['rows_inserted']:,} inserted, {f['rows_replaced']:,} replaced, "
+            f"{f['rows_ignored']:,} ignored as older")
 
 
 def _n(value: int | None) -> str:

@@ -700,10 +700,34 @@ def _np(array: pa.Array, fill: object) -> np.ndarray:
     return pc.fill_null(array, fill).to_numpy(zero_copy_only=False)
 
 
+# Where Arrow's RE2 and Python's re read a pattern differently: lookarounds, flags, named
+# groups and other (?...) forms, "{,n}" (a literal to RE2), POSIX classes ([[:alpha:]],
+# which re does not know), backreferences and escapes one of them lacks.
+_RE2_DIFFERS = re.compile(r"\(\?(?!:)|\{,|\[:|\\[0-9AZzbBgGkKpPNxuUhHvVR]")
+# Classes that are Unicode-aware in re and ASCII-only in RE2: the same on ASCII text.
+_RE2_ASCII_ONLY = re.compile(r"\\[dDwWsS]")
+
+
 def _pattern_matches(texts: pa.Array, compiled: re.Pattern[str], candidate: np.ndarray
                      ) -> np.ndarray:
-    """re.fullmatch for each candidate, once per distinct text (RE2, Arrow's regular
-    expressions, reads some patterns differently from Python's re)."""
+    """Where each candidate's whole text fits the pattern.
+
+    Arrow's RE2 decides at once, for a pattern both engines read alike (the common
+    subset: literals, classes, quantifiers, groups, alternation), and only the texts it
+    matches count as fitting: a text it refuses goes the row way, where re decides (and a
+    refused text is almost always a reject, which takes that way for its reason anyway).
+    Other patterns: re.fullmatch, once per distinct text.
+    """
+    pattern = compiled.pattern
+    if not _RE2_DIFFERS.search(pattern):
+        try:
+            fits = _np(pc.match_substring_regex(texts, f"^(?:{pattern})$"), False)
+        except pa.ArrowInvalid:  # RE2 cannot compile it: re alone decides
+            pass
+        else:
+            if _RE2_ASCII_ONLY.search(pattern):
+                fits &= _np(pc.string_is_ascii(texts), False)
+            return fits
     encoded = pc.dictionary_encode(texts)
     indices = _np(encoded.indices, 0)
     distinct = encoded.dictionary.to_pylist()

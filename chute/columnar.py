@@ -308,7 +308,7 @@ def _clean(data: bytes, ends: np.ndarray, plain: np.ndarray, quoted: np.ndarray,
         # pattern refused are not, but that line is not valid anyway.
         marked = pc.is_in(text, value_set=pa.array(sorted(column.nulls), pa.large_string()))
         text = pc.if_else(marked, pa.scalar(None, pa.large_string()), text)
-        if column.required:
+        if column.needs_value:
             valid &= ~pc.fill_null(marked, True).to_numpy(zero_copy_only=False)
         typed, settled = parse_column(text, column.rules)
         valid &= settled
@@ -316,7 +316,7 @@ def _clean(data: bytes, ends: np.ndarray, plain: np.ndarray, quoted: np.ndarray,
             words = pc.split_pattern(typed, " ", max_splits=1)
             typed = pc.list_element(words, 0) if column.take == "first_word" else \
                 _second(words)
-            if column.required:
+            if column.needs_value:
                 valid &= pc.is_valid(typed).to_numpy(zero_copy_only=False)
         values.append(typed)
     keep = pa.array(valid)

@@ -76,6 +76,19 @@ class Column:
     nulls: frozenset[str]  # cleaned texts that mean "no value" ("" always does)
     take: str | None  # first_word / after_first_word of the header's value, or all of it
     filter: bool
+    key: bool = False  # part of the dataset's natural key: a row without it is a reject
+
+    @property
+    def needs_value(self) -> bool:
+        """A row without a value here is rejected: the column is required, or a key's.
+        A key column is required by implication (a row without its key could replace
+        nothing and be found by nothing), yet its table column keeps the declared
+        nullability, so that declaring a key never changes a column's definition."""
+        return self.required or self.key
+
+    @property
+    def empty_reason(self) -> str:
+        return "is empty (a key column)" if self.key else "is empty"
 
     @property
     def type(self) -> ColumnType:
@@ -105,7 +118,8 @@ class Dataset:
 
     @property
     def required_headers(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(c.header for c in self.columns if c.required))
+        """The CSV columns a file must have: those of required and key columns."""
+        return tuple(dict.fromkeys(c.header for c in self.columns if c.needs_value))
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
@@ -285,11 +299,9 @@ def _dataset(name: str, spec: _DatasetSpec, source: str) -> Dataset:
                 raise fail(field, f"{column!r} is not a column of the dataset")
         if len(set(names)) != len(names):
             raise fail(field, "names a column twice")
-    if spec.key:
-        raise fail("key", "natural keys are not supported yet (coming in the next release); "
-                          "remove the line to load every row")
     columns = tuple(
-        _column(column, column_spec, spec, column in spec.filters, f"{where}.columns.{column}")
+        _column(column, column_spec, spec, column in spec.filters, column in spec.key,
+                f"{where}.columns.{column}")
         for column, column_spec in spec.columns.items())
     return Dataset(name=name, table=table, match=match, columns=columns,
                    filters=tuple(spec.filters), key=tuple(spec.key),
@@ -297,7 +309,7 @@ def _dataset(name: str, spec: _DatasetSpec, source: str) -> Dataset:
 
 
 def _column(name: str, spec: _ColumnSpec, dataset: _DatasetSpec, is_filter: bool,
-            where: str) -> Column:
+            is_key: bool, where: str) -> Column:
     def fail(field: str, message: str) -> DatasetsError:
         return DatasetsError(f"{where}.{field}: {message}")
 
@@ -319,9 +331,10 @@ def _column(name: str, spec: _ColumnSpec, dataset: _DatasetSpec, is_filter: bool
     if not header:
         raise fail("header", "is empty")
     max_length = spec.max_length
-    if is_filter and kind.name == "text" and max_length is None:
+    if (is_filter or is_key) and kind.name == "text" and max_length is None:
         # An index entry holds at most about 2700 bytes: a longer value would fail its
         # whole batch, so it is a reject instead (500 characters of up to 4 bytes fit).
+        # A key column is indexed too (its unique index, see tables.py).
         max_length = INDEXED_TEXT_MAX
     try:
         rules = make_rules(kind, min=spec.min, max=spec.max, max_length=max_length,
@@ -335,7 +348,7 @@ def _column(name: str, spec: _ColumnSpec, dataset: _DatasetSpec, is_filter: bool
     nulls = spec.nulls if spec.nulls is not None else dataset.nulls or []
     return Column(name=name, header=header, rules=rules, required=spec.required,
                   nulls=frozenset(" ".join(n.split()) for n in nulls) | {""},
-                  take=spec.take, filter=is_filter)
+                  take=spec.take, filter=is_filter, key=is_key)
 
 
 @cache

@@ -6,9 +6,10 @@ connection errors become DatabaseUnavailable at this edge.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.resources import files as package_files
@@ -32,6 +33,7 @@ SCHEMA_LOCK = 0x63687574  # "chut": serialises schema set-up between services
 FILE_RECORD_COLUMNS = ("file_id::text, seq, name, path, sha256, state, error, "
                        "duplicate_of::text, size_bytes, dataset")
 FINAL_STATES = ("loaded", "duplicate", "quarantined", "failed")
+DEADLOCK_RETRIES = 3  # a keyed batch the server chose as a deadlock's victim runs again
 
 
 class DatabaseUnavailable(ConnectionError):
@@ -348,6 +350,7 @@ def reset_for_retry(conn: Connection, file_id: str, path: str) -> FileRecord:
         cur.execute(
             """UPDATE chute.files SET state = 'received', path = %s, error = NULL,
                       rows_loaded = NULL, rows_rejected = NULL, finished_at = NULL,
+                      rows_inserted = NULL, rows_replaced = NULL, rows_ignored = NULL,
                       -- the new FileDone sets these again; until then the file cannot
                       -- complete (the FileDone is sent only once the bytes are verified)
                       batches_total = NULL, rows_total = NULL
@@ -394,7 +397,25 @@ def load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | Non
     batch completed it, or a redelivered batch finds it complete), so the caller moves
     it to archive/ before acknowledging: a crash between the commit and the move is
     repaired by the redelivery.
+
+    A keyed dataset's batch is merged into its table (_upsert_rows) and its ledger row
+    keeps how many rows it inserted, replaced and ignored. Two keyed batches that touch
+    the same keys can, rarely, deadlock (each waits for a key the other inserted): the
+    server cancels one, which is then simply run again, a few times at most.
     """
+    for attempt in range(DEADLOCK_RETRIES + 1):
+        try:
+            return _load_batch(conn, dataset, batch)
+        except psycopg2.errors.DeadlockDetected:
+            if attempt == DEADLOCK_RETRIES:
+                raise
+            log.info("batch deadlocked, running it again",
+                     extra={"file_id": batch.file_id, "batch_no": batch.batch_no})
+    raise AssertionError("unreachable")
+
+
+def _load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | None:
+    outcome = None
     with transaction(conn) as cur:
         cur.execute(
             """INSERT INTO chute.batches (file_id, batch_no, rows_loaded, rows_rejected)
@@ -403,7 +424,16 @@ def load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | Non
         )
         fresh = cur.fetchone() is not None
         if fresh:
-            if batch.rows:
+            if dataset.key:
+                outcome = (_upsert_rows(cur, dataset, batch.rows, batch.row_count)
+                           if batch.rows else (0, 0, 0))
+                cur.execute(
+                    """UPDATE chute.batches SET rows_inserted = %s, rows_replaced = %s,
+                              rows_ignored = %s
+                       WHERE file_id = %s AND batch_no = %s""",
+                    (*outcome, batch.file_id, batch.batch_no),
+                )
+            elif batch.rows:
                 _copy_rows(cur, dataset, batch.rows)
             if batch.rejects:
                 cur.copy_expert(
@@ -412,9 +442,10 @@ def load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | Non
                 )
             if batch.done is not None:  # the last batch closes its file: no FileDone
                 _record_totals(cur, batch.done)
-            completed = _complete_if_ready(cur, batch.file_id)
+            completed = _complete_if_ready(cur, batch.file_id, bool(dataset.key))
         elif batch.done is not None and _record_totals(cur, batch.done):
-            completed = _complete_if_ready(cur, batch.file_id)  # as a FileDone would
+            # As a FileDone would: a redelivered closing batch whose file was reset.
+            completed = _complete_if_ready(cur, batch.file_id, bool(dataset.key))
         else:
             completed = _name_if_loaded(cur, batch.file_id)
     # Counted after the commit, so the metrics never count rows that were rolled back.
@@ -422,6 +453,9 @@ def load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | Non
         metrics.BATCHES.labels("loaded").inc()
         metrics.ROWS.labels(batch.dataset, "loaded").inc(batch.row_count)
         metrics.ROWS.labels(batch.dataset, "rejected").inc(batch.reject_count)
+        if outcome is not None:
+            for label, count in zip(("inserted", "replaced", "ignored"), outcome, strict=True):
+                metrics.KEYED_ROWS.labels(batch.dataset, label).inc(count)
     else:
         metrics.BATCHES.labels("skipped").inc()
         log.info("batch already loaded",
@@ -455,13 +489,117 @@ def _copy_rows(cur: Any, dataset: Dataset, rows: bytes) -> None:
         )
 
 
-def record_done(conn: Connection, done: FileDone) -> str | None:
+def _upsert_rows(cur: Any, dataset: Dataset, rows: bytes, count: int) -> tuple[int, int, int]:
+    """Merge a keyed batch into its table; returns how many of its `count` rows were
+    inserted (a new key), replaced an older version, or were ignored.
+
+    The rule makes the table a function of the data alone: a key's row is the version
+    with the greatest (file_seq, line), i.e. the latest in arrival order. Each version
+    is compared with the one in the table, not with what loaded before it, so batches
+    may commit in any order, twice, on any number of loaders: the result is the one of
+    a single in-order load.
+
+    Set-based, never a statement per row: the tuples are COPied into a staging table
+    (temporary, one per connection and dataset, emptied at every commit), collapsed to
+    one row per key (DISTINCT ON: the latest line wins within the batch, sorted by key
+    so that concurrent batches take their keys in one order, which keeps deadlocks
+    rare), then one INSERT ... ON CONFLICT (key) DO UPDATE whose WHERE keeps the newer
+    version. ON CONFLICT re-reads a row another loader just committed and compares
+    with that, so two loaders never lose each other's newer version.
+
+    Counting: RETURNING yields only the rows written; an inserted tuple has no xmax
+    yet, an updated one carries ours (the row lock ON CONFLICT took). Every other row
+    of the batch (older than the table's, or than a later line of this batch) was
+    ignored. The counts are kept with the ledger row, in this transaction.
+
+    `id` is the id of the line the current version came from (rowids), so a replaced
+    row takes its new line's id. An id is unique to its bytes and line, and the same
+    line always gives the same key, so the id of an incoming row can exist in the
+    table only on the row of its own key, the one ON CONFLICT updates. Unless the
+    declaration changed how the key is read between two arrivals of the same bytes
+    (an earlier one failed half-way; a loaded one makes the next a duplicate): then
+    that line is in the table already under another key, and it is ignored, as the
+    unkeyed path skips rows already loaded (_copy_rows).
+    """
+    table = sql.Identifier("public", dataset.table)
+    staging = _staging_name(dataset)
+    columns = tables.copy_columns(dataset)
+    cur.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS")
+                .format(sql.Identifier(staging), table))
+    cur.copy_expert(sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
+        sql.Identifier(staging), columns), io.BytesIO(copyrows.wrap(rows)))
+    cur.execute("SAVEPOINT upsert_rows")
+    try:
+        cur.execute(upsert_statement(dataset, staging))
+    except psycopg2.errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT upsert_rows")
+        cur.execute(upsert_statement(dataset, staging, skip_lines_loaded=True))
+    inserted, replaced = cur.fetchone()
+    return inserted, replaced, count - inserted - replaced
+
+
+# The merge of a keyed batch (see _upsert_rows). {guard} is empty but after an id
+# conflict. The row comparison is on (file_seq, line): arrival order, then line.
+UPSERT = """
+WITH written AS (
+    INSERT INTO {table} AS t ({columns})
+    SELECT DISTINCT ON ({key}) {columns} FROM {staging} s {guard}
+    ORDER BY {key}, s.file_seq DESC, s.line DESC
+    ON CONFLICT ({arbiter}) DO UPDATE SET ({columns}) = ROW({excluded})
+    WHERE (excluded.file_seq, excluded.line) > (t.file_seq, t.line)
+    RETURNING t.xmax = 0 AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written
+"""
+
+
+def upsert_statement(dataset: Dataset, staging: str,
+                     skip_lines_loaded: bool = False) -> sql.Composable:
+    """UPSERT for a dataset and a staging table (public: the benchmark's floor runs the
+    very same statement by hand). skip_lines_loaded leaves out the staged rows whose id
+    the table holds under another key (see _upsert_rows)."""
+    table = sql.Identifier("public", dataset.table)
+    names = ("id", *(c.name for c in dataset.columns), "file_seq", "line")
+
+    def keys(alias: str) -> sql.Composable:
+        return sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(alias),
+                                                          sql.Identifier(name))
+                                  for name in dataset.key)
+
+    guard = sql.SQL("")
+    if skip_lines_loaded:
+        guard = sql.SQL("WHERE NOT EXISTS (SELECT FROM {} p WHERE p.id = s.id "
+                        "AND (({}) IS DISTINCT FROM ({})))").format(table, keys("p"), keys("s"))
+    return sql.SQL(UPSERT).format(
+        table=table, columns=tables.copy_columns(dataset), staging=sql.Identifier(staging),
+        key=keys("s"), arbiter=sql.SQL(", ").join(map(sql.Identifier, dataset.key)),
+        excluded=sql.SQL(", ").join(sql.SQL("excluded.{}").format(sql.Identifier(name))
+                                    for name in names),
+        guard=guard)
+
+
+def _staging_name(dataset: Dataset) -> str:
+    """The staging table's name: a table's name may already be 63 characters long."""
+    return "staging_" + hashlib.sha1(dataset.table.encode()).hexdigest()[:16]
+
+
+def record_done(conn: Connection, done: FileDone,
+                keyed: Collection[str] = ()) -> str | None:
     """Record a file's totals; returns its name if the file is `loaded` afterwards
-    (every batch was already in), as load_batch does."""
+    (every batch was already in), as load_batch does.
+
+    `keyed` names the datasets that have a key: a keyed file without rows (a header
+    alone) then counts 0 inserted, replaced and ignored, not NULL."""
     with transaction(conn) as cur:
-        if not _record_totals(cur, done):
+        cur.execute(
+            """UPDATE chute.files SET batches_total = %s, rows_total = %s
+               WHERE file_id = %s AND state = 'processing' RETURNING dataset""",
+            (done.batches, done.rows_total, done.file_id),
+        )
+        row = cur.fetchone()
+        if row is None:
             return _name_if_loaded(cur, done.file_id)
-        return _complete_if_ready(cur, done.file_id)
+        return _complete_if_ready(cur, done.file_id, row[0] in keyed)
 
 
 def _record_totals(cur: Any, done: FileDone) -> bool:
@@ -483,7 +621,7 @@ def _name_if_loaded(cur: Any, file_id: str) -> str | None:
     return row[0] if row else None
 
 
-def _complete_if_ready(cur: Any, file_id: str) -> str | None:
+def _complete_if_ready(cur: Any, file_id: str, keyed: bool) -> str | None:
     # Exactly one transaction must see the file complete, whichever loaders hold its
     # last batch and its FileDone. Every caller has already written its own piece (a
     # ledger row, or batches_total), then takes this row lock: the transactions that
@@ -505,19 +643,24 @@ def _complete_if_ready(cur: Any, file_id: str) -> str | None:
     if row is None or row[1] is None:
         return None
     name, batches_total = row
+    # The keyed counts stay NULL for a dataset without a key (its ledger has none).
+    zero = 0 if keyed else None
     cur.execute(
-        """SELECT count(*), coalesce(sum(rows_loaded), 0), coalesce(sum(rows_rejected), 0)
-           FROM chute.batches WHERE file_id = %s""",
-        (file_id,),
+        """SELECT count(*), coalesce(sum(rows_loaded), 0), coalesce(sum(rows_rejected), 0),
+                  coalesce(sum(rows_inserted), %(zero)s), coalesce(sum(rows_replaced), %(zero)s),
+                  coalesce(sum(rows_ignored), %(zero)s)
+           FROM chute.batches WHERE file_id = %(file_id)s""",
+        {"file_id": file_id, "zero": zero},
     )
-    batches, loaded, rejected = cur.fetchone()
+    batches, loaded, rejected, inserted, replaced, ignored = cur.fetchone()
     if batches < batches_total:
         return None
     cur.execute(
         """UPDATE chute.files SET state = 'loaded', rows_loaded = %s, rows_rejected = %s,
+                  rows_inserted = %s, rows_replaced = %s, rows_ignored = %s,
                   finished_at = now()
            WHERE file_id = %s""",
-        (loaded, rejected, file_id),
+        (loaded, rejected, inserted, replaced, ignored, file_id),
     )
     return name
 

@@ -39,6 +39,21 @@ BEGIN
     END IF;
 END
 $$;
+-- A keyed dataset's file (docs/keys.md): of its rows_loaded, how many were new keys,
+-- how many replaced an older version, how many were older than the version already
+-- loaded (or than a later line of the same file) and left the table as it was. NULL
+-- for a dataset without a key. Set with rows_loaded from the ledger's sums.
+-- Checked first: ALTER TABLE would lock the table at every start, even with nothing to do.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM information_schema.columns WHERE table_schema = 'chute'
+                   AND table_name = 'files' AND column_name = 'rows_inserted') THEN
+        ALTER TABLE chute.files ADD COLUMN rows_inserted bigint,
+                                ADD COLUMN rows_replaced bigint,
+                                ADD COLUMN rows_ignored bigint;
+    END IF;
+END
+$$;
 CREATE INDEX IF NOT EXISTS files_sha256 ON chute.files (sha256);
 CREATE INDEX IF NOT EXISTS files_dataset_seq ON chute.files (dataset, seq);
 CREATE INDEX IF NOT EXISTS files_name_seq ON chute.files (name, seq);
@@ -54,6 +69,18 @@ CREATE TABLE IF NOT EXISTS chute.batches (
     loaded_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (file_id, batch_no)
 );
+-- A keyed batch's outcome per row, counted in the transaction that applied it (so a
+-- redelivered batch, already here, counts nothing twice); NULL without a key.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM information_schema.columns WHERE table_schema = 'chute'
+                   AND table_name = 'batches' AND column_name = 'rows_inserted') THEN
+        ALTER TABLE chute.batches ADD COLUMN rows_inserted integer,
+                                  ADD COLUMN rows_replaced integer,
+                                  ADD COLUMN rows_ignored integer;
+    END IF;
+END
+$$;
 
 -- Rows that broke a rule: never loaded, never lost.
 CREATE TABLE IF NOT EXISTS chute.rejects (

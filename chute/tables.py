@@ -7,9 +7,11 @@ and which line each row came from, which is also the arrival order the API pages
 At start every service compares each declaration with the database (plan) and, under
 one advisory lock so that services starting together do not race, applies what is safe:
 a missing table is created, a new optional column is added, the filter index follows
-the declared filters. Anything else (a type changed, a column removed or made required)
-refuses with one line naming the dataset, the column, what the table has and what the
-file says: chute never drops or rewrites loaded data on its own.
+the declared filters, a key declared on an empty table gets its unique index. Anything
+else (a type changed, a column removed or made required, a key added to a table that
+holds rows, changed or removed) refuses with one line naming the dataset, the column,
+what the table has and what the file says: chute never drops or rewrites loaded data on
+its own.
 """
 
 from __future__ import annotations
@@ -102,16 +104,17 @@ def plan(cur: Any, dataset: Dataset) -> TablePlan:
         return refuse(f"column {extra[0]}: the table has it, the file does not declare it "
                       "(chute never drops loaded data: drop the column by hand, or "
                       "declare it)")
-    cur.execute(
-        """SELECT array_agg(a.attname ORDER BY k.ord)
-           FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid
-           JOIN pg_namespace n ON n.oid = x.relnamespace
-           CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-           WHERE n.nspname = 'public' AND x.relname = %s""",
-        (_filters_index(dataset),),
-    )
-    indexed = tuple((cur.fetchone() or [None])[0] or ())
+    keyed = _index_columns(cur, key_index(dataset))
+    if keyed != dataset.key:
+        refusal = _key_change(cur, dataset, table, keyed)
+        if refusal:
+            return refuse(refusal)
+        if keyed:
+            actions.append(Action(
+                f"drop the key index on {', '.join(keyed)} (the table is empty)",
+                sql.SQL("DROP INDEX {}").format(sql.Identifier("public", key_index(dataset)))))
+        actions.extend(_key_index(dataset, table))
+    indexed = _index_columns(cur, _filters_index(dataset))
     if indexed != dataset.filters:
         if indexed:
             actions.append(Action(
@@ -163,6 +166,7 @@ def _create(dataset: Dataset, table: sql.Identifier) -> list[Action]:
         Action("create its arrival-order index",
                sql.SQL("CREATE UNIQUE INDEX {} ON {} (file_seq, line)").format(
                    sql.Identifier(f"{dataset.table}_file_line"), table)),
+        *_key_index(dataset, table),
         *_filter_index(dataset, table),
     ]
 
@@ -170,6 +174,62 @@ def _create(dataset: Dataset, table: sql.Identifier) -> list[Action]:
 def _definition(column: Column) -> sql.Composable:
     return sql.SQL("{} {}{}").format(sql.Identifier(column.name), sql.SQL(column.type.pg_type),
                                      sql.SQL(" NOT NULL" if column.required else ""))
+
+
+def key_index(dataset: Dataset) -> str:
+    """The name of the unique index on a keyed dataset's key."""
+    return f"{dataset.table}_key"
+
+
+def _key_index(dataset: Dataset, table: sql.Identifier) -> list[Action]:
+    """The unique index on the key: one row per key, and the arbiter of the loader's
+    INSERT ... ON CONFLICT (key) (db._upsert_rows). A btree in the key's declared order;
+    the key columns keep their declared nullability (a row without its key never
+    reaches the table: cleaning rejects it)."""
+    if not dataset.key:
+        return []
+    return [Action(
+        f"create the key index on {', '.join(dataset.key)}",
+        sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(
+            sql.Identifier(key_index(dataset)), table,
+            sql.SQL(", ").join(map(sql.Identifier, dataset.key))))]
+
+
+def _key_change(cur: Any, dataset: Dataset, table: sql.Identifier,
+                indexed: tuple[str, ...]) -> str | None:
+    """Why the table's key cannot become the declared one, or None when it can.
+
+    Only an empty table may gain or change its key: the rows of a table that has them
+    were loaded under another key (or none) and may hold several rows of one new key,
+    which no unique index takes. Choosing which of them stays is a person's decision
+    (docs/keys.md says how to do it by hand). A key removed is refused even on an
+    empty table, as a removed column is: the declaration lost something the table has.
+    """
+    has = f"key ({', '.join(indexed)})" if indexed else "no key"
+    says = f"key ({', '.join(dataset.key)})" if dataset.key else "no key"
+    if not dataset.key:
+        return (f"key: the table has {has}, the file says {says} (chute never drops it: "
+                f"drop index public.{key_index(dataset)} by hand, see docs/keys.md)")
+    cur.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(table))
+    if cur.fetchone()[0]:
+        return (f"key: the table has {has} and holds rows, the file says {says} (its "
+                "loaded rows may hold duplicates of the new key: see docs/keys.md to "
+                "change it by hand)")
+    return None
+
+
+def _index_columns(cur: Any, index: str) -> tuple[str, ...]:
+    """The columns of an index of the public schema, in order; () when it is missing."""
+    cur.execute(
+        """SELECT array_agg(a.attname ORDER BY k.ord)
+           FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid
+           JOIN pg_namespace n ON n.oid = x.relnamespace
+           CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+           WHERE n.nspname = 'public' AND x.relname = %s""",
+        (index,),
+    )
+    return tuple((cur.fetchone() or [None])[0] or ())
 
 
 def _filter_index(dataset: Dataset, table: sql.Identifier) -> list[Action]:

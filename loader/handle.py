@@ -40,6 +40,7 @@ class BatchHandler:
         self.conn = conn
         self.broker = broker
         self.folders = Folders(config.data_dir)
+        self.keyed = frozenset(d.name for d in config.datasets if d.key)
 
     def on_batch(self, delivery: Delivery) -> None:
         """Called by pika for each message of the batches queue."""
@@ -63,7 +64,7 @@ class BatchHandler:
                     lambda: db.load_batch(self.conn, dataset, message))
             else:
                 loaded = self.broker.keep_alive_during(
-                    lambda: db.record_done(self.conn, message))
+                    lambda: db.record_done(self.conn, message, self.keyed))
         except ConnectionError:
             raise  # database or broker lost: the session restarts, the batch is redelivered
         except Exception as e:  # a bug or a row PostgreSQL refuses: retry, then fail the file

@@ -22,7 +22,6 @@ from pathlib import Path
 import pika
 import psycopg2
 import pytest
-from cluster_harness import PostgresPair, RabbitCluster
 
 from chute.broker import (
     BATCHES,
@@ -35,6 +34,7 @@ from chute.broker import (
     delete_namespace,
     queue_name,
 )
+from cluster_harness import PostgresPair, RabbitCluster
 from harness import AMQP, Environment, Services, wait_until
 
 pytestmark = pytest.mark.cluster

@@ -1,19 +1,15 @@
 """Static checks of docker-compose.cluster.yml: compose validates and renders it; the
 tests read the rendering. Nothing is built or started."""
 
-import json
-import os
 import re
-import shlex
-import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
-
+import composefile
 from chute.config import amqp_nodes
+from composefile import compose_command
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_FILE = ROOT / "docker-compose.cluster.yml"
@@ -22,37 +18,14 @@ APP = ("watcher", "transformer", "loader", "api")
 COOKIE = "0123456789abcdef0123456789abcdef"
 
 
-def run(*cmd: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if k != "CHUTE_ERLANG_COOKIE"} | env
-    return subprocess.run(cmd, cwd=ROOT, input=stdin, capture_output=True, text=True,
-                          env=environ)
-
-
-@cache
-def compose_command() -> tuple[str, ...]:
-    if shutil.which("docker") and run("docker", "compose", "version").returncode == 0:
-        return ("docker", "compose")
-    if shutil.which("docker-compose"):
-        return ("docker-compose",)
-    pytest.fail("neither `docker compose` nor `docker-compose` is installed: run `make install`")
+def run(*cmd: str, **env: str) -> subprocess.CompletedProcess:
+    return composefile.run(*cmd, CHUTE_ERLANG_COOKIE="", **env)  # never the caller's cookie
 
 
 @cache
 def rendered() -> dict:
     """The file as compose understands it (anchors merged), as JSON."""
-    command = (*compose_command(), "-f", str(CLUSTER_FILE), "config")
-    if compose_command() == ("docker", "compose"):
-        result = run(*command, "--format", "json", CHUTE_ERLANG_COOKIE=COOKIE)
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
-    # docker-compose 1.x prints only YAML; its own interpreter has PyYAML.
-    result = run(*command, CHUTE_ERLANG_COOKIE=COOKIE)
-    assert result.returncode == 0, result.stderr
-    shebang = Path(shutil.which("docker-compose")).read_bytes().split(b"\n", 1)[0]
-    to_json = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
-    converted = run(*shlex.split(shebang[2:].decode()), "-c", to_json, stdin=result.stdout)
-    assert converted.returncode == 0, converted.stderr
-    return json.loads(converted.stdout)
+    return composefile.rendered(CLUSTER_FILE, CHUTE_ERLANG_COOKIE=COOKIE)
 
 
 def test_without_a_cookie_compose_refuses_with_one_line_saying_so() -> None:

@@ -7,15 +7,12 @@ Nothing is built or started. Compose itself validates the file and renders it no
 import json
 import re
 import shlex
-import shutil
-import subprocess
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
-
 from chute.stack import REPLICAS, SERVICES
+from composefile import compose_command, rendered, run
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -36,19 +33,6 @@ DOCUMENTED_ENV = {
 }
 
 
-def run(*cmd: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=ROOT, input=stdin, capture_output=True, text=True)
-
-
-@cache
-def compose_command() -> tuple[str, ...]:
-    if shutil.which("docker") and run("docker", "compose", "version").returncode == 0:
-        return ("docker", "compose")
-    if shutil.which("docker-compose"):
-        return ("docker-compose",)
-    pytest.fail("neither `docker compose` nor `docker-compose` is installed: run `make install`")
-
-
 def compose(*args: str) -> str:
     result = run(*compose_command(), "-f", str(COMPOSE_FILE), *args)
     assert result.returncode == 0, f"compose {' '.join(args)} failed:\n{result.stderr}"
@@ -57,16 +41,7 @@ def compose(*args: str) -> str:
 
 @cache
 def compose_config() -> dict:
-    if not run(*compose_command(), "version", "--short").stdout.startswith("1."):
-        return json.loads(compose("config", "--format", "json"))
-    # docker-compose 1.x prints only YAML. It is a Python script whose interpreter has
-    # PyYAML (a dependency of compose 1.x), so that interpreter converts it to JSON.
-    shebang = Path(shutil.which("docker-compose")).read_bytes().split(b"\n", 1)[0]
-    assert shebang.startswith(b"#!"), "docker-compose 1.x is not a Python script here"
-    to_json = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
-    converted = run(*shlex.split(shebang[2:].decode()), "-c", to_json, stdin=compose("config"))
-    assert converted.returncode == 0, converted.stderr
-    return json.loads(converted.stdout)
+    return rendered(COMPOSE_FILE)
 
 
 def services() -> dict:

@@ -27,13 +27,13 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from composefile import compose_command
 from conftest import SAMPLE
 from harness import REPO, free_port
 
@@ -72,16 +72,6 @@ def _engine_problem() -> str | None:
     return None
 
 
-@cache
-def _compose_command() -> tuple[str, ...]:
-    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        return ("docker", "compose")
-    if shutil.which("docker-compose"):
-        return ("docker-compose",)
-    pytest.fail("a Docker engine runs, but neither `docker compose` nor `docker-compose` "
-                "is installed: run `make install`")
-
-
 def rows(prefix: str, count: int) -> bytes:
     """`count` valid rows, unique to `prefix` (equal files would be duplicates)."""
     return HEADER + "".join(f"{prefix} Person{i},{i % 151},Town{i % 53}\n"
@@ -103,7 +93,7 @@ class Stack:
             "CHUTE_HOST_RABBITMQ_UI": str(free_port()),
             "CHUTE_IMAGE": IMAGE,
         }
-        self.command = [*_compose_command(), "-p", self.project, "-f", str(COMPOSE_FILE)]
+        self.command = [*compose_command(), "-p", self.project, "-f", str(COMPOSE_FILE)]
         self.v1 = self.command[0] == "docker-compose"
 
     # --- compose and docker --------------------------------------------------------

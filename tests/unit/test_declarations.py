@@ -55,8 +55,8 @@ def test_a_dataset_without_required_columns_takes_a_file_with_any_of_them() -> N
     ('[datasets.people]\nmatch = "*.csv"\ncolumns.name = { type = "text" }\n',
      "test: datasets.people: a redeclared people must keep the columns first_name, "
      "last_name, age, location"),
-    ('[datasets.x]\nmatch = "x/*.csv"\nkey = ["a"]\ncolumns.a = { type = "text" }\n',
-     "test: datasets.x.key: natural keys are not supported yet"),
+    ('[datasets.x]\nmatch = "x/*.csv"\nkey = ["b"]\ncolumns.a = { type = "text" }\n',
+     "test: datasets.x.key: 'b' is not a column of the dataset"),
     ('[datasets.x]\nmatch = "x/*.csv"\ncolumns.line = { type = "text" }\n',
      "test: datasets.x.columns.line: 'line' is reserved"),
     ('[datasets.X]\nmatch = "x/*.csv"\ncolumns.a = { type = "text" }\n',
@@ -88,3 +88,23 @@ def test_a_text_filter_column_is_capped_for_its_index(tmp_path: Path) -> None:
 
     assert (x.column("a").rules.max_length, x.column("b").rules.max_length) == (500, None)
     assert load(path).source == str(path)
+
+
+def test_a_dataset_in_another_encoding_and_delimiter_is_read_as_declared() -> None:
+    import io
+
+    from chute import copyrows
+    from chute.transform import transform
+
+    shop = load_text('[datasets.shop]\nmatch = "shop/*.csv"\nencoding = "latin-1"\n'
+                     'delimiter = ";"\ncolumns.name = { type = "text", required = true }\n'
+                     'columns.price = { type = "numeric(6,2)" }\n', "test")["shop"]
+    data = "name;price\nCafé crème;3.5\n\"Thé; vert\";x\n".encode("latin-1")
+    for columnar in (True, False):
+        batch, done = transform(io.BytesIO(data), shop, "f", 1, "ab" * 32, 10,
+                                columnar=columnar)
+        types = tuple(c.type for c in shop.columns)
+        rows = copyrows.read(batch.rows, types)
+        assert [r[1] for r in rows] == ["Café crème"]
+        assert batch.rejects.decode() == 'f\t3\tprice: "x" is not a number\t"Thé; vert";x\n'
+        assert done.rows_total == 2
