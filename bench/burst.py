@@ -59,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=_workers, default=[(2, 3)],
                         help="transformers+loaders of the scale runs, each on a burst of "
                              "the first size, beside its 1 + 2 run (default 2+3)")
+    parser.add_argument("--rate", type=float, default=0,
+                        help="drop the files at this many a second (default: all at once)")
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--no-floor", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -74,8 +76,9 @@ def make_files(folder: Path, count: int, rows: int) -> list[Generated]:
 
 
 def burst(root: Path, files: list[Generated], batch_size: int, transformers: int,
-          loaders: int, with_floor: bool) -> dict[str, Any]:
-    """Drop every file at once; wait for all to be final; measure."""
+          loaders: int, with_floor: bool, rate: float = 0) -> dict[str, Any]:
+    """Drop every file at once (or `rate` files a second); wait for all to be final;
+    measure."""
     n = len(files)
     with Stack(root, batch_size, transformers, loaders) as stack:
         env = stack.environment
@@ -87,7 +90,10 @@ def burst(root: Path, files: list[Generated], batch_size: int, transformers: int
         servers = stack.servers()
         cpu_before = stack.cpu_seconds()
         dropped: dict[str, float] = {}
-        for made in files:
+        started = time.time()
+        for index, made in enumerate(files):
+            if rate:  # paced: file i is dropped i / rate seconds after the first
+                time.sleep(max(0.0, started + index / rate - time.time()))
             dropped[made.path.name] = time.time()
             os.rename(staging / made.path.name, env.inbox / made.path.name)
         _wait_final(stack, n, timeout=120 + n / 5)
@@ -101,7 +107,8 @@ def burst(root: Path, files: list[Generated], batch_size: int, transformers: int
         seconds = max(r["finished_at"] for r in records.values()) - first
         rows = sum(made.rows for made in files)
         result: dict[str, Any] = {
-            "files": n, "rows_each": files[0].rows, "transformers": transformers,
+            "files": n, "rows_each": files[0].rows, "rate": rate or "at once",
+            "transformers": transformers,
             "loaders": loaders, "seconds": round(seconds, 2),
             "files_per_s": round(n / seconds, 1), "rows_per_s": round(rows / seconds),
             "p50_ms": round(statistics.median(latencies) * 1000),
@@ -283,7 +290,8 @@ def markdown(results: dict[str, Any]) -> str:
         floor_cell = (f"{fl['postgres_cpu_s_per_1000_files']:.1f} ({fl['files_per_s']:.0f})"
                       if fl else "")
         note = " (a server restarted)" if r["servers_restarted"] else ""
-        lines.append(f"| {r['files']:,} x {r['rows_each']} | {r['transformers']} + "
+        paced = f" at {r['rate']:g}/s" if r.get("rate", "at once") != "at once" else ""
+        lines.append(f"| {r['files']:,} x {r['rows_each']}{paced} | {r['transformers']} + "
                      f"{r['loaders']} | {r['files_per_s']:.0f}{note} | "
                      f"{r['rows_per_s'] / 1000:.0f}k | {r['p50_ms']:,} / {r['p99_ms']:,} ms | "
                      f"{parts} | {floor_cell} |")
@@ -312,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             results["runs"].append(burst(work / f"burst-{n}-{transformers}-{loaders}",
                                          files[:n], args.batch_size, transformers, loaders,
-                                         not args.no_floor))
+                                         not args.no_floor, args.rate))
             print(markdown(results), file=sys.stderr)
     finally:
         if args.workdir is None:
