@@ -25,7 +25,7 @@ callers know one exception and the retry policy (chute.service) handles all of t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import pika
 import pika.exceptions
+import pika.spec
 from pika.adapters.blocking_connection import BlockingChannel
 
 from chute import metrics
@@ -151,6 +152,8 @@ class Broker:
         self.dead_letter_exchange = f"{namespace}.dead-letter"
         self._stopping: Callable[[], bool] = lambda: False
         self._consumers = 0
+        self._helper: ThreadPoolExecutor | None = None  # see keep_alive_during
+        self._pipe: _Pipeline | None = None  # see publish_many
         self._url = url
         self._node = 0
         # Queues used as they were found (see _declare_queue): their own dead-lettering
@@ -268,6 +271,45 @@ class Broker:
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as e:
             raise BrokerUnavailable(f"broker refused a message: {e!r}") from None
 
+    def publish_many(self, messages: Sequence[tuple[str, dict[str, Any], bytes]]) -> None:
+        """Publish (routing key, headers, body) messages persistently, all at once, and
+        return once the broker has confirmed every one of them.
+
+        One wait for many confirms: a quorum queue confirms after its log is synced, so
+        waiting for each message in turn (`publish`) costs a sync per message, and a
+        burst of small files is mostly that. pika's BlockingChannel waits after every
+        publish in confirm mode, so this uses a second channel whose confirms it counts
+        itself, through the channel's asynchronous core (pika is pinned: see
+        pyproject.toml). Any nack, return or loss raises BrokerUnavailable: the caller
+        has acknowledged nothing yet, and every message is safe to send again.
+        """
+        if not messages:
+            return
+        with _lost_is_unavailable():
+            pipe = self._pipeline()
+            for routing_key, headers, body in messages:
+                props = pika.BasicProperties(delivery_mode=2, headers=headers)
+                pipe.channel._impl.basic_publish(self.exchange, routing_key, body,
+                                                 properties=props, mandatory=True)
+                pipe.sent += 1
+            pipe.channel._flush_output(lambda: pipe.settled() or bool(pipe.refused))
+        if pipe.refused:
+            self._close_pipeline()  # its numbering is spoilt; the next call starts anew
+            raise BrokerUnavailable(f"broker refused a message: {pipe.refused}")
+
+    def _pipeline(self) -> _Pipeline:
+        if self._pipe is None or not self._pipe.channel.is_open:
+            self._pipe = _Pipeline(self._open().channel())
+        return self._pipe
+
+    def _close_pipeline(self) -> None:
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None and pipe.channel.is_open:
+            try:
+                pipe.channel.close()
+            except Exception:  # noqa: BLE001 - a broken channel may fail to close any way
+                pass
+
     def consume(self, queue: str, prefetch: int, handler: Callable[[Delivery], None]) -> None:
         """Register `handler` for `queue`, at most `prefetch` unacknowledged at a time;
         it runs inside `run_until`."""
@@ -291,11 +333,15 @@ class Broker:
             self.channel.basic_consume(queue_name(self.namespace, queue), on_message)
         self._consumers += 1
 
-    def run_until(self, stopping: Callable[[], bool]) -> None:
-        """Dispatch deliveries until `stopping()`; the message in hand always finishes."""
+    def run_until(self, stopping: Callable[[], bool],
+                  after_poll: Callable[[], None] | None = None) -> None:
+        """Dispatch deliveries until `stopping()`; the message in hand always finishes.
+        `after_poll` runs after each round of deliveries (see transformer.handle)."""
         self._stopping = stopping
         while not stopping():
             self.poll(0.5)
+            if after_poll is not None:
+                after_poll()
             # pika drops a consumer the broker cancelled (its queue was deleted or moved)
             # without a word: without this check the worker would idle forever.
             if len(self.channel.consumer_tags) < self._consumers:
@@ -316,14 +362,21 @@ class Broker:
         allows serving I/O from inside a callback; it only refuses to dispatch further
         deliveries there.
         """
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chute-work") as pool:
-            future = pool.submit(work)
+        if self._helper is None:
+            # One thread for the connection's life: a new thread per call cost a small
+            # file's loader about a sixth of its CPU.
+            self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chute-work")
+        future = self._helper.submit(work)
+        try:
             while not wait([future], timeout=SERVE_EVERY_SECONDS).done:
-                # On a lost broker, leaving the pool waits for the work to finish, so the
-                # database connection is never shared; its effect is idempotent, and the
-                # message will be redelivered.
                 self.poll(0)
-            return future.result()
+        except BaseException:
+            # On a lost broker, wait for the work to finish, so the database connection
+            # is never shared; its effect is idempotent, and the message will be
+            # redelivered.
+            wait([future])
+            raise
+        return future.result()
 
     def pause(self, seconds: float) -> None:
         """Wait without starving heartbeats (safe inside a callback)."""
@@ -378,6 +431,9 @@ class Broker:
 
     def close(self) -> None:
         """Close quietly: unacknowledged messages go back to their queue."""
+        if self._helper is not None:
+            self._helper.shutdown(wait=True)  # idle: keep_alive_during always waits
+            self._helper = None
         if self.connection is not None and not self.connection.is_open:
             # Lost, not closed by us: the next connection starts at the next node.
             _first_node[self._url] = self._node + 1
@@ -386,6 +442,44 @@ class Broker:
                 self.connection.close()
         except Exception:  # noqa: BLE001 - closing a broken connection may fail any way
             pass
+
+
+class _Pipeline:
+    """A channel in confirm mode whose confirms are counted here (see publish_many).
+
+    The broker numbers a channel's publishes from 1 and confirms each, or several at
+    once (multiple: every number up to this one), not necessarily in order.
+    """
+
+    def __init__(self, channel: BlockingChannel) -> None:
+        self.channel = channel
+        self.sent = 0  # the number of the last message published
+        self.floor = 0  # every number up to this one is confirmed
+        self.above: set[int] = set()  # numbers above the floor confirmed one by one
+        self.refused = ""  # why the broker refused a message, if it did
+        ready: list[bool] = []
+        channel._impl.add_on_return_callback(self._on_return)
+        channel._impl.confirm_delivery(ack_nack_callback=self._on_confirm,
+                                       callback=lambda _frame: ready.append(True))
+        channel._flush_output(lambda: bool(ready))
+
+    def settled(self) -> bool:
+        return self.floor >= self.sent
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        if isinstance(method, pika.spec.Basic.Nack):
+            self.refused = f"nack of message {method.delivery_tag}"
+        elif method.multiple:
+            self.floor = max(self.floor, method.delivery_tag)
+        else:
+            self.above.add(method.delivery_tag)
+        while self.floor + 1 in self.above:
+            self.floor += 1
+        self.above = {tag for tag in self.above if tag > self.floor}
+
+    def _on_return(self, _channel: Any, method: Any, _props: Any, _body: bytes) -> None:
+        self.refused = f"returned unroutable: {method.reply_text}"
 
 
 def _connect(url: str, timeout: float = 5.0) -> pika.BlockingConnection:

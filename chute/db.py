@@ -202,15 +202,32 @@ def register_file(
     dataset: str | None,
 ) -> FileRecord:
     """Record an arrival (idempotent: a second call returns the first record)."""
-    with transaction(conn) as cur:
-        cur.execute(
-            """INSERT INTO chute.files (file_id, name, path, sha256, size_bytes, dataset)
-               VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (file_id) DO NOTHING""",
-            (file_id, name, path, sha256, size, dataset),
-        )
-    record = get_file(conn, file_id)
-    assert record is not None
-    return record
+    return register_files(conn, [(file_id, name, path, sha256, size, dataset)])[0]
+
+
+def register_files(conn: Connection,
+                   arrivals: list[tuple[str, str, str, str, int, str | None]]
+                   ) -> list[FileRecord]:
+    """Record arrivals (file_id, name, path, sha256, size, dataset), in one transaction
+    and in this order (their seq); idempotent: a file already recorded keeps its first
+    record."""
+    records = []
+    with transaction(conn) as cur:  # one commit for a burst of files
+        for arrival in arrivals:
+            cur.execute(
+                f"""INSERT INTO chute.files (file_id, name, path, sha256, size_bytes, dataset)
+                    VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (file_id) DO NOTHING
+                    RETURNING {FILE_RECORD_COLUMNS}""",
+                arrival,
+            )
+            row = cur.fetchone()
+            if row is None:
+                cur.execute(f"SELECT {FILE_RECORD_COLUMNS} FROM chute.files "
+                            "WHERE file_id = %s", (arrival[0],))
+                row = cur.fetchone()
+            assert row is not None
+            records.append(FileRecord(*row))
+    return records
 
 
 def get_file(conn: Connection, file_id: str) -> FileRecord | None:
@@ -240,42 +257,60 @@ def begin_processing(conn: Connection, file_id: str, batch_size: int) -> tuple[s
     loader's ledger drops the ones already loaded.
     """
     with transaction(conn) as cur:
+        return _begin(cur, file_id, batch_size)
+
+
+def begin_processing_many(conn: Connection, files: list[tuple[str, str]], batch_size: int
+                          ) -> dict[str, tuple[str, int]]:
+    """begin_processing for several files (file_id, sha256) in one transaction, one
+    commit: {file_id: (state, batch size)}.
+
+    Locks are taken in sha256 order, the order every transformer uses, so two groups
+    holding files of the same content cannot deadlock; a file whose content is also
+    earlier in the group is its duplicate, as it would be one transaction later.
+    """
+    with transaction(conn) as cur:
+        return {file_id: _begin(cur, file_id, batch_size)
+                for file_id, _sha256 in sorted(files, key=lambda f: (f[1], f[0]))}
+
+
+def _begin(cur: Any, file_id: str, batch_size: int) -> tuple[str, int]:
+    cur.execute(
+        "SELECT state, sha256 FROM chute.files WHERE file_id = %s FOR NO KEY UPDATE",
+        (file_id,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return "unknown", 0
+    state, sha256 = row
+    if state in FINAL_STATES:
+        return state, 0
+    # One arrival per content at a time: the lock makes the check and the claim atomic.
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (sha256,))
+    cur.execute(
+        """SELECT file_id FROM chute.files
+           WHERE sha256 = %s AND file_id <> %s AND state IN ('processing', 'loaded')
+           ORDER BY seq LIMIT 1""",
+        (sha256, file_id),
+    )
+    original = cur.fetchone()
+    if original:
         cur.execute(
-            "SELECT state, sha256 FROM chute.files WHERE file_id = %s FOR NO KEY UPDATE",
-            (file_id,),
+            """UPDATE chute.files SET state = 'duplicate', duplicate_of = %s,
+                      rows_total = 0, rows_loaded = 0, rows_rejected = 0,
+                      started_at = coalesce(started_at, now()), finished_at = now()
+               WHERE file_id = %s""",
+            (original[0], file_id),
         )
-        row = cur.fetchone()
-        if row is None:
-            return "unknown", 0
-        state, sha256 = row
-        if state in FINAL_STATES:
-            return state, 0
-        # One arrival per content at a time: the lock makes the check and the claim atomic.
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (sha256,))
-        cur.execute(
-            """SELECT file_id FROM chute.files
-               WHERE sha256 = %s AND file_id <> %s AND state IN ('processing', 'loaded')
-               ORDER BY seq LIMIT 1""",
-            (sha256, file_id),
-        )
-        original = cur.fetchone()
-        if original:
-            cur.execute(
-                """UPDATE chute.files SET state = 'duplicate', duplicate_of = %s,
-                          rows_total = 0, rows_loaded = 0, rows_rejected = 0,
-                          started_at = coalesce(started_at, now()), finished_at = now()
-                   WHERE file_id = %s""",
-                (original[0], file_id),
-            )
-            return "duplicate", 0
-        cur.execute(
-            """UPDATE chute.files SET state = 'processing', attempts = attempts + 1,
-                      error = NULL, started_at = coalesce(started_at, now()),
-                      batch_size = coalesce(batch_size, %s)
-               WHERE file_id = %s RETURNING batch_size""",
-            (batch_size, file_id),
-        )
-        return "process", cur.fetchone()[0]
+        return "duplicate", 0
+    cur.execute(
+        """UPDATE chute.files SET state = 'processing', attempts = attempts + 1,
+                  error = NULL, started_at = coalesce(started_at, now()),
+                  batch_size = coalesce(batch_size, %s)
+           WHERE file_id = %s RETURNING batch_size""",
+        (batch_size, file_id),
+    )
+    return "process", cur.fetchone()[0]
 
 
 def finish_file(conn: Connection, file_id: str, state: str, error: str | None) -> None:
@@ -326,6 +361,22 @@ def reset_for_retry(conn: Connection, file_id: str, path: str) -> FileRecord:
     if record is None:
         raise LookupError(f"no file {file_id}")
     return record
+
+
+def file_and_ledger(conn: Connection, file_id: str) -> tuple[FileRecord | None, set[int]]:
+    """A file's record and its batches already in the ledger, in one statement: what
+    the transformer reads before sending a file (see loaded_batches)."""
+    with transaction(conn) as cur:
+        cur.execute(
+            f"""SELECT {FILE_RECORD_COLUMNS}, ARRAY(SELECT batch_no FROM chute.batches b
+                                                 WHERE b.file_id = f.file_id)
+                FROM chute.files f WHERE file_id = %s""",
+            (file_id,),
+        )
+        row = cur.fetchone()
+    if row is None:
+        return None, set()
+    return FileRecord(*row[:-1]), set(row[-1])
 
 
 def loaded_batches(conn: Connection, file_id: str) -> set[int]:
@@ -389,6 +440,11 @@ def _load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | No
                     "COPY chute.rejects (file_id, line, reason, raw) FROM STDIN",
                     io.BytesIO(batch.rejects),
                 )
+            if batch.done is not None:  # the last batch closes its file: no FileDone
+                _record_totals(cur, batch.done)
+            completed = _complete_if_ready(cur, batch.file_id, bool(dataset.key))
+        elif batch.done is not None and _record_totals(cur, batch.done):
+            # As a FileDone would: a redelivered closing batch whose file was reset.
             completed = _complete_if_ready(cur, batch.file_id, bool(dataset.key))
         else:
             completed = _name_if_loaded(cur, batch.file_id)
@@ -544,6 +600,17 @@ def record_done(conn: Connection, done: FileDone,
         if row is None:
             return _name_if_loaded(cur, done.file_id)
         return _complete_if_ready(cur, done.file_id, row[0] in keyed)
+
+
+def _record_totals(cur: Any, done: FileDone) -> bool:
+    """Set a processing file's totals (a FileDone, or a batch that closes its file);
+    False when the file is not processing."""
+    cur.execute(
+        """UPDATE chute.files SET batches_total = %s, rows_total = %s
+           WHERE file_id = %s AND state = 'processing'""",
+        (done.batches, done.rows_total, done.file_id),
+    )
+    return cur.rowcount > 0
 
 
 def _name_if_loaded(cur: Any, file_id: str) -> str | None:

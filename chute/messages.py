@@ -11,10 +11,14 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Self
 
-# 3: FileArrived and RowBatch name their dataset (2 was people alone); 2: RowBatch rows
-# are binary COPY tuples (1 had COPY text). A message of another version is refused and
-# dead-lettered, never loaded the wrong way.
-SCHEMA_VERSION = 3
+# 4: a RowBatch may close its file (batches_total, rows_total), so most files need no
+# FileDone; 3: FileArrived and RowBatch name their dataset (2 was people alone); 2: RowBatch
+# rows are binary COPY tuples (1 had COPY text). A message of an unknown version is refused
+# and dead-lettered, never loaded the wrong way: a loader of version 3 refuses a closing
+# batch it would load without completing its file.
+SCHEMA_VERSION = 4
+# Versions still read: a version 3 message means the same in version 4 (nothing closes).
+READ_VERSIONS = frozenset({3, SCHEMA_VERSION})
 
 
 class MessageDecodeError(ValueError):
@@ -61,6 +65,8 @@ class RowBatch:
 
     `rows` is binary COPY tuples for the dataset's table (id, its columns, file_seq,
     line; see copyrows); `rejects` is COPY text for (file_id, line, reason, raw).
+    The file's last batch may carry the file's totals (what a FileDone says): then it
+    closes the file in its own transaction, and a file of one batch is one message.
     """
 
     KIND: ClassVar[str] = "row.batch"
@@ -71,6 +77,15 @@ class RowBatch:
     reject_count: int
     rows: bytes
     rejects: bytes
+    batches_total: int | None = None  # set on a last batch that closes its file
+    rows_total: int | None = None
+
+    @property
+    def done(self) -> FileDone | None:
+        """The FileDone this batch stands for, if it closes its file."""
+        if self.batches_total is None or self.rows_total is None:
+            return None
+        return FileDone(self.file_id, self.batches_total, self.rows_total)
 
     def encode(self) -> tuple[dict[str, Any], bytes]:
         headers = _headers(self.KIND, self.file_id) | {
@@ -80,6 +95,8 @@ class RowBatch:
             "reject_count": self.reject_count,
             "rows_bytes": len(self.rows),
         }
+        if self.done is not None:
+            headers |= {"batches_total": self.batches_total, "rows_total": self.rows_total}
         return headers, self.rows + self.rejects
 
     @classmethod
@@ -96,9 +113,15 @@ class RowBatch:
                 reject_count=int(headers["reject_count"]),
                 rows=body[:split],
                 rejects=body[split:],
+                batches_total=_optional_int(headers.get("batches_total")),
+                rows_total=_optional_int(headers.get("rows_total")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise MessageDecodeError(f"bad {cls.KIND} headers: {e}") from None
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def kind_of(headers: dict[str, Any] | None) -> str | None:
@@ -115,7 +138,7 @@ def _check_kind(kind: str, headers: dict[str, Any] | None) -> None:
     headers = headers or {}
     if headers.get("kind") != kind:
         raise MessageDecodeError(f"expected a {kind} message, got {headers.get('kind')!r}")
-    if headers.get("v") != SCHEMA_VERSION:
+    if headers.get("v") not in READ_VERSIONS:
         raise MessageDecodeError(f"unsupported {kind} schema version {headers.get('v')!r}")
 
 

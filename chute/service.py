@@ -152,9 +152,11 @@ def cannot_work(config: Config, stop: Stop, service: str, problem: str) -> NoRet
 
 
 def run_consumer(config: Config, stop: Stop,
-                 subscribe: Callable[[db.Connection, Broker], None]) -> None:
+                 subscribe: Callable[[db.Connection, Broker], Callable[[], None] | None]
+                 ) -> None:
     """Connect, let `subscribe` register its consumers, and serve them until `stop`,
-    reconnecting after any outage."""
+    reconnecting after any outage. What `subscribe` returns, if anything, runs after
+    each round of deliveries (Broker.run_until)."""
 
     def session() -> None:
         # The database first: while it is down, no message is taken from the broker
@@ -163,8 +165,8 @@ def run_consumer(config: Config, stop: Stop,
         try:
             broker = Broker(config.amqp_url, config.namespace)
             try:
-                subscribe(conn, broker)
-                broker.run_until(stop)
+                after_poll = subscribe(conn, broker)
+                broker.run_until(stop, after_poll)
             except Interrupted:
                 pass  # closing the connection below hands the message back to its queue
             finally:

@@ -1,6 +1,7 @@
 """The transformer: FileArrived -> cleaned RowBatch messages and a FileDone."""
 
 import logging
+from collections.abc import Callable
 
 from chute import db
 from chute.broker import FILES, Broker
@@ -9,14 +10,21 @@ from transformer.handle import FileHandler
 
 log = logging.getLogger("transformer")
 
+# Files in a transformer's hands at once: a group of small files is claimed with one
+# commit and sent with one wait for the broker's confirms (FileHandler.handle_pending).
+# Measured on a burst of 1,000 small files: 1 -> 74 files/s, 4 -> 103, 8 -> 118. Few,
+# so that competing transformers still share a queue of large files.
+PREFETCH = 8
+
 
 def main() -> None:
     config, stop = start("transformer")
 
-    def subscribe(conn: db.Connection, broker: Broker) -> None:
-        # One file at a time per transformer, so competing transformers share files.
-        broker.consume(FILES, 1, FileHandler(config, conn, broker, stop).on_file_arrived)
-        log.info("consuming", extra={"queues": [FILES], "prefetch": 1})
+    def subscribe(conn: db.Connection, broker: Broker) -> Callable[[], None]:
+        handler = FileHandler(config, conn, broker, stop)
+        broker.consume(FILES, PREFETCH, handler.on_file_arrived)
+        log.info("consuming", extra={"queues": [FILES], "prefetch": PREFETCH})
+        return handler.handle_pending
 
     run_consumer(config, stop, subscribe)
 

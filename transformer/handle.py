@@ -14,7 +14,8 @@ import io
 import logging
 import os
 import time
-from typing import BinaryIO
+from dataclasses import replace
+from typing import Any, BinaryIO
 
 from chute import db, metrics, placement
 from chute.broker import BATCHES, Broker, Delivery
@@ -26,6 +27,13 @@ from chute.service import Interrupted, Stop, give_up_or_retry
 from chute.transform import FileUnusable, transform
 
 log = logging.getLogger(__name__)
+
+# Files smaller than this are read row by row: the columnar path costs about 4 ms to set
+# up per file (pyarrow calls per column) and wins only from about 300 rows (~9 KB of
+# people) up. Measured on 100-row files: 4.4 ms columnar, 1.6 ms row by row. Both ways
+# give the same bytes and the same batches (see chute.transform), so the choice is free.
+COLUMNAR_FROM_BYTES = 8 << 10
+
 
 class FileChanged(Exception):
     """The file's bytes are not the ones hashed when it was claimed: its row ids and
@@ -56,15 +64,67 @@ class FileHandler:
         self.conn = conn
         self.broker = broker
         self.folders = Folders(config.data_dir)
+        self.pending: list[Delivery] = []  # received, not yet started
+        self.begun: dict[str, tuple[str, int]] = {}  # claimed by _begin_all, not handled
+        # The messages that close the files in hand (their last batch or FileDone),
+        # published together by `handle_pending` before their events are acked.
+        self.closing: list[tuple[str, dict[str, Any], bytes]] = []
 
     def on_file_arrived(self, delivery: Delivery) -> None:
-        """Called by pika for each FileArrived; settles the delivery exactly once."""
+        """Called by pika for each FileArrived: kept for handle_pending, which pika
+        calls once it has handed over every delivery that was waiting."""
+        self.pending.append(delivery)
+
+    def handle_pending(self) -> None:
+        """Handle the FileArrived events received so far (up to the prefetch), then send
+        every file's closing message at once, wait for their confirms, and ack them.
+
+        One wait for the broker's confirms per group instead of one per file: a burst
+        of small files is mostly that wait. Nothing is acked before its messages are
+        confirmed; on a crash, every unacked event is redelivered, and handling a file
+        again is idempotent. SIGTERM: the files already handled are sent and acked, the
+        rest go back to the queue.
+        """
+        deliveries, self.pending = self.pending, []
+        self.closing = []
+        events = {}
+        for delivery in deliveries:
+            try:
+                events[delivery.tag] = FileArrived.decode(delivery.headers, delivery.body)
+            except MessageDecodeError as e:
+                log.error("undecodable file event", extra={"error": str(e)})
+                self.broker.reject(delivery, requeue=False)  # it will never decode
+        self.begun = self._begin_all(list(events.values()))
+        done = []
+        for delivery in deliveries:
+            if self.stop():
+                break  # not started: closing the connection hands it back
+            event = events.get(delivery.tag)
+            if event is not None and self._settle(delivery, event):
+                done.append(delivery)
+        self.broker.publish_many(self.closing)
+        self.closing = []
+        for delivery in done:
+            self.broker.ack(delivery)
+
+    def _begin_all(self, events: list[FileArrived]) -> dict[str, tuple[str, int]]:
+        """Claim a group's files for transforming in one transaction (one commit); {}
+        when that fails for a reason of its own, so that each file is claimed alone
+        and the file at fault meets its own retries."""
+        if len(events) < 2:
+            return {}
         try:
-            event = FileArrived.decode(delivery.headers, delivery.body)
-        except MessageDecodeError as e:
-            log.error("undecodable file event", extra={"error": str(e)})
-            self.broker.reject(delivery, requeue=False)  # it will never decode
-            return
+            return db.begin_processing_many(
+                self.conn, [(e.file_id, e.sha256) for e in events], self.config.batch_size)
+        except ConnectionError:
+            raise
+        except Exception:  # noqa: BLE001 - each file is tried alone, and fails alone
+            log.warning("claiming a group of files failed: one at a time", exc_info=True)
+            return {}
+
+    def _settle(self, delivery: Delivery, event: FileArrived) -> bool:
+        """Handle one event; True when it is to be acked once the closing messages are
+        confirmed, False when it was already settled (retried later, or failed)."""
         if delivery.redelivered:
             metrics.REDELIVERIES.labels("files").inc()
         try:
@@ -82,13 +142,15 @@ class FileHandler:
                 self.broker, delivery,
                 lambda error: db.fail_file(self.conn, event.file_id, error),
                 "transform", e, {"file_id": event.file_id, "file_name": event.name})
-            return
-        self.broker.ack(delivery)
+            return False
+        return True
 
     def _handle(self, event: FileArrived) -> None:
         context = {"file_id": event.file_id, "file_name": event.name,
                    "dataset": event.dataset}
-        state, batch_size = db.begin_processing(self.conn, event.file_id, self.config.batch_size)
+        begun = self.begun.pop(event.file_id, None)
+        state, batch_size = begun or db.begin_processing(self.conn, event.file_id,
+                                                         self.config.batch_size)
         if state in ("duplicate", "loaded"):
             # Also repairs a move that a crash interrupted (moving is idempotent).
             placement.archive(self.conn, self.folders, event.file_id, event.name)
@@ -106,13 +168,12 @@ class FileHandler:
         if state != "process":
             log.info("file already handled", extra=context | {"state": state})
             return
-        record = db.get_file(self.conn, event.file_id)
-        assert record is not None  # begin_processing found it; files are never deleted
         dataset = self.config.datasets.get(event.dataset)
         if dataset is None:  # the watcher's datasets file declares it, ours does not
             raise LookupError(f"dataset {event.dataset!r} is not declared in this "
                               f"transformer's datasets ({self.config.datasets.source})")
-        already_loaded = db.loaded_batches(self.conn, event.file_id)
+        record, already_loaded = db.file_and_ledger(self.conn, event.file_id)
+        assert record is not None  # begin_processing found it; files are never deleted
         path = self.config.data_dir / event.path
         started = time.monotonic()
         try:
@@ -151,7 +212,8 @@ class FileHandler:
 
     def _publish_batches(self, raw: BinaryIO, dataset: Dataset, event: FileArrived,
                          batch_size: int, already_loaded: set[int]) -> FileDone:
-        """Publish the batches the ledger lacks, then the FileDone.
+        """Publish the batches the ledger lacks, the last one closing the file (or a
+        FileDone when there is none to send); returns the file's totals.
 
         The last batch is held back until the whole file has been read and its sha256
         matches the claim, so a changed file never completes, and a file of one batch
@@ -161,7 +223,7 @@ class FileHandler:
         stream = io.BufferedReader(hashing, buffer_size=1 << 16)
         held: RowBatch | None = None
         for message in transform(stream, dataset, event.file_id, event.seq, event.sha256,
-                                 batch_size):
+                                 batch_size, columnar=event.size >= COLUMNAR_FROM_BYTES):
             if self.stop():
                 raise Interrupted(event.file_id)
             if isinstance(message, RowBatch):
@@ -175,9 +237,15 @@ class FileHandler:
             if hashing.digest.hexdigest() != event.sha256:
                 raise FileChanged(f"file changed after it was claimed: sha256 "
                                   f"{hashing.digest.hexdigest()}, {event.sha256} when claimed")
-            if held is not None:
-                self._publish_batch(held, already_loaded)
-            self.broker.publish(BATCHES, *message.encode())
+            if held is not None and held.batch_no not in already_loaded:
+                # The last batch carries the totals and closes the file: one message,
+                # one loader transaction, fewer waits for a file of one batch.
+                closing = replace(held, batches_total=message.batches,
+                                  rows_total=message.rows_total)
+                self.closing.append((BATCHES, *closing.encode()))
+                metrics.BATCHES.labels("published").inc()
+            else:  # no batch at all, or the last one is loaded already (a retry)
+                self.closing.append((BATCHES, *message.encode()))
             return message
         raise AssertionError("transform always ends with FileDone")
 

@@ -41,6 +41,10 @@ if inotify_buffer is not None:
     inotify_buffer.InotifyBuffer.delay = 0.0
 
 RESCAN_SECONDS = 5.0  # catches files whose events were missed or not yet finished
+# Files registered in one transaction and published before one wait for confirms: a
+# burst costs a commit and a broker sync per this many files, not per file. Small
+# enough that the first files of a burst go out within milliseconds.
+ANNOUNCE_AT_ONCE = 100
 
 
 class InboxEvents(FileSystemEventHandler):
@@ -114,9 +118,8 @@ def _session(config: Config, folders: Folders, paths: queue.Queue[tuple[Path, bo
                           if inbox.wants(path) and path.is_file()]
             if candidates:
                 open_files = files_open_now()  # one /proc scan for all waiting events
-                for path, just_created in candidates:
-                    if is_finished(path, open_files, just_created):
-                        inbox.take(path)
+                inbox.take([path for path, just_created in candidates
+                            if is_finished(path, open_files, just_created)])
     finally:
         broker.close()
         conn.close()
@@ -150,67 +153,90 @@ class Inbox:
         paths = [p for p in sorted(self.folders.inbox.rglob("*"))
                  if self.wants(p) and p.is_file()]
         open_files = files_open_now() if paths else None  # no /proc scan for an empty inbox
+        self.take([path for path in paths if is_finished(path, open_files)])
+
+    def take(self, paths: list[Path]) -> None:
+        """Claim finished files and announce them, ANNOUNCE_AT_ONCE at a time."""
+        claims = []
         for path in paths:
-            if is_finished(path, open_files):
-                self.take(path)
+            try:
+                claimed = self.folders.claim(path)
+            except OSError as e:
+                self.folders.check()  # if no file can be claimed, stop (see run)
+                # One file we cannot move must not stop the others: it stays in the inbox,
+                # is tried again at the next rescan, and says why each time.
+                log.error("cannot claim file", extra={"file_name": claim_name(path.name),
+                                                      "error": repr(e)})
+                continue
+            if claimed is not None:
+                claims.append(claimed)
+            if len(claims) >= ANNOUNCE_AT_ONCE:
+                self.announce(claims)
+                claims = []
+        self.announce(claims)
 
-    def take(self, path: Path) -> None:
-        try:
-            claimed = self.folders.claim(path)
-        except OSError as e:
-            self.folders.check()  # if no file can be claimed, stop (see run)
-            # One file we cannot move must not stop the others: it stays in the inbox, is
-            # tried again at the next rescan, and says why each time.
-            log.error("cannot claim file", extra={"file_name": claim_name(path.name),
-                                                  "error": repr(e)})
+    def announce(self, claims: list[Claimed]) -> None:
+        """Register claimed files and publish their FileArrived events (both idempotent),
+        a burst at a time: one transaction and one wait for the broker's confirms for
+        them all. A file no dataset matches is quarantined, saying so.
+
+        A crash part-way leaves claims in work/ that recover() announces again."""
+        if not claims:
             return
-        if claimed is not None:
-            self.announce(claimed)
-
-    def announce(self, claimed: Claimed) -> None:
-        """Register a claimed file and publish its FileArrived (both idempotent); a file
-        no dataset matches is quarantined, saying so."""
         started = time.monotonic()
-        sha256, size = _digest(claimed.path)
-        dataset = self.datasets.for_path(claimed.name)
-        record = db.register_file(self.conn, claimed.file_id, claimed.name,
-                                  self.folders.relative(claimed.path), sha256, size,
-                                  dataset.name if dataset else None)
-        context = {"file_id": record.file_id, "file_name": record.name,
-                   "dataset": record.dataset}
-        metrics.FILES_RECEIVED.labels(record.dataset or "none").inc()
-        if dataset is None:
-            reason = self.datasets.no_match(claimed.name)
-            db.finish_file(self.conn, record.file_id, "quarantined", reason)
-            placement.quarantine(self.conn, self.folders, record.file_id, record.name, reason)
-            metrics.FILES.labels("quarantined").inc()
-            log.warning("file quarantined", extra=context | {"reason": reason})
-            return
-        event = FileArrived(file_id=record.file_id, seq=record.seq, name=record.name,
-                            path=record.path, sha256=record.sha256, size=size,
-                            dataset=dataset.name)
-        self.broker.publish(FILES, *event.encode())
-        self.announced.add(record.file_id)
+        found = []
+        for claimed in claims:
+            sha256, size = _digest(claimed.path)
+            dataset = self.datasets.for_path(claimed.name)
+            found.append((claimed, sha256, size, dataset))
+        records = db.register_files(self.conn, [
+            (c.file_id, c.name, self.folders.relative(c.path), sha256, size,
+             dataset.name if dataset else None) for c, sha256, size, dataset in found])
+        events = []
+        for (claimed, _sha256, size, dataset), record in zip(found, records, strict=True):
+            metrics.FILES_RECEIVED.labels(record.dataset or "none").inc()
+            if dataset is None:
+                reason = self.datasets.no_match(claimed.name)
+                db.finish_file(self.conn, record.file_id, "quarantined", reason)
+                placement.quarantine(self.conn, self.folders, record.file_id, record.name,
+                                     reason)
+                metrics.FILES.labels("quarantined").inc()
+                log.warning("file quarantined", extra={
+                    "file_id": record.file_id, "file_name": record.name, "dataset": None,
+                    "reason": reason})
+                continue
+            events.append((FileArrived(file_id=record.file_id, seq=record.seq,
+                                       name=record.name, path=record.path,
+                                       sha256=record.sha256, size=size,
+                                       dataset=dataset.name), record))
+        self.broker.publish_many([(FILES, *event.encode()) for event, _record in events])
         seconds = time.monotonic() - started
-        metrics.FILE_SECONDS.observe(seconds)
-        log.info("file received", extra=context | {"bytes": size, "sha256": sha256,
-                                                   "duration_ms": round(seconds * 1000, 1)})
+        for event, record in events:
+            self.announced.add(record.file_id)
+            metrics.FILE_SECONDS.observe(seconds / len(claims))
+            log.info("file received", extra={
+                "file_id": record.file_id, "file_name": record.name,
+                "dataset": record.dataset, "bytes": event.size, "sha256": record.sha256,
+                "duration_ms": round(seconds * 1000, 1), "announced_with": len(events)})
 
     def recover(self) -> None:
         """Finish what a watcher that died, or lost its connection, left: claims never
         announced, moves not done. Runs at the start of every session."""
         claims = list(self.folders.claimed())
         records = db.files_by_id(self.conn, [c.file_id for c in claims])
+        unannounced = []
         for claimed in claims:
             record = records.get(claimed.file_id)
             if record is None or record.state == "received":
                 if claimed.file_id not in self.announced:
-                    self.announce(claimed)
+                    unannounced.append(claimed)
             elif record.state in ("loaded", "duplicate"):
                 placement.archive(self.conn, self.folders, claimed.file_id, claimed.name)
             elif record.state == "quarantined":
                 placement.quarantine(self.conn, self.folders, claimed.file_id, claimed.name,
                                      record.error or "")
+        for start in range(0, len(unannounced), ANNOUNCE_AT_ONCE):
+            self.announce(unannounced[start:start + ANNOUNCE_AT_ONCE])
 
 
 def _drain(paths: queue.Queue[tuple[Path, bool]], timeout: float) -> list[tuple[Path, bool]]:

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -53,3 +55,20 @@ def test_a_batch_of_the_text_format_version_is_refused() -> None:
     headers, body = RowBatch("f", "people", 0, 0, 0, b"", b"").encode()
     with pytest.raises(MessageDecodeError, match="unsupported row.batch schema version 1"):
         RowBatch.decode(headers | {"v": 1}, body)
+
+
+def test_a_last_batch_carries_its_files_totals_and_closes_it() -> None:
+    batch = RowBatch(file_id="f", dataset="people", batch_no=2, row_count=1, reject_count=0,
+                     rows=b"r", rejects=b"", batches_total=3, rows_total=7)
+    decoded = RowBatch.decode(*batch.encode())
+    assert decoded == batch
+    assert decoded.done == FileDone(file_id="f", batches=3, rows_total=7)
+    plain = RowBatch.decode(*replace(batch, batches_total=None, rows_total=None).encode())
+    assert plain.done is None
+
+
+def test_a_batch_of_version_3_is_still_read_and_closes_nothing() -> None:
+    headers, body = RowBatch(file_id="f", dataset="people", batch_no=0, row_count=1,
+                             reject_count=0, rows=b"r", rejects=b"").encode()
+    decoded = RowBatch.decode(headers | {"v": 3}, body)
+    assert decoded.rows == b"r" and decoded.done is None
