@@ -402,15 +402,21 @@ def test_killed_loaders_leave_the_in_order_table(environment: Environment, servi
     for name in names[:4]:
         environment.drop(f"stock/{name}-1.csv", contents[name])
     unfinished = []  # files not yet loaded at each kill
+
+    def in_hand() -> int:
+        return environment.sql("SELECT count(*) FROM chute.files "
+                               "WHERE state IN ('received', 'processing')")[0][0]
+
     for name in names[4:]:
-        time.sleep(rng.uniform(0.3, 1.0))
-        unfinished.append(environment.sql(
-            "SELECT count(*) FROM chute.files WHERE state IN ('received', 'processing')")[0][0])
+        # Each kill while a file is in hand: the one just dropped, at the latest.
+        environment.drop(f"stock/{name}-1.csv", contents[name])
+        wait_until(in_hand, 30, 0.01, what="a file in hand")
+        time.sleep(rng.uniform(0, 0.1))
+        unfinished.append(in_hand())
         victim = rng.randrange(2)
         loaders[victim].send_signal(signal.SIGKILL)  # mid-batch, mid-COPY, mid-commit
         loaders[victim].wait()
         loaders[victim] = services.start("loader")
-        environment.drop(f"stock/{name}-1.csv", contents[name])
     wait_all_loaded(environment, len(contents), 240)
 
     print(f"files unfinished at each kill: {unfinished}")
