@@ -97,24 +97,34 @@ def transaction(conn: Connection) -> Iterator[Any]:
         raise
 
 
-def ensure_database(url: str) -> None:
-    """Create the database named in `url` if it is missing (connects to `postgres`)."""
+@contextmanager
+def _admin(url: str) -> Iterator[tuple[Any, str]]:
+    """A cursor (autocommit) on the server's `postgres` database, and the name of the
+    database `url` names."""
     parts = urlsplit(url)
-    name = parts.path.lstrip("/")
     admin = connect(urlunsplit(parts._replace(path="/postgres")))
     try:
         admin.autocommit = True
         with admin.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if cur.fetchone() is None:
-                try:
-                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                except (psycopg2.errors.DuplicateDatabase, psycopg2.errors.UniqueViolation):
-                    pass  # another service created it at the same moment
+            yield cur, parts.path.lstrip("/")
     except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
         raise DatabaseUnavailable(f"database: {str(e).strip()}") from None
     finally:
         admin.close()
+
+
+DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %s"
+
+
+def ensure_database(url: str) -> None:
+    """Create the database named in `url` if it is missing (connects to `postgres`)."""
+    with _admin(url) as (cur, name):
+        cur.execute(DATABASE_EXISTS, (name,))
+        if cur.fetchone() is None:
+            try:
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            except (psycopg2.errors.DuplicateDatabase, psycopg2.errors.UniqueViolation):
+                pass  # another service created it at the same moment
 
 
 def prepare(url: str, datasets: Datasets, reader: str) -> None:
@@ -155,15 +165,9 @@ def plan_tables(url: str, datasets: Datasets) -> list[tables.TablePlan]:
 
 
 def database_exists(url: str) -> bool:
-    parts = urlsplit(url)
-    admin = connect(urlunsplit(parts._replace(path="/postgres")))
-    try:
-        with transaction(admin) as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                        (parts.path.lstrip("/"),))
-            return cur.fetchone() is not None
-    finally:
-        admin.close()
+    with _admin(url) as (cur, name):
+        cur.execute(DATABASE_EXISTS, (name,))
+        return cur.fetchone() is not None
 
 
 # --- workers that cannot work ------------------------------------------------------
