@@ -245,8 +245,15 @@ def get_file(conn: Connection, file_id: str) -> FileRecord | None:
 
 
 def set_path(conn: Connection, file_id: str, path: str) -> None:
+    set_paths(conn, [(file_id, path)])
+
+
+def set_paths(conn: Connection, paths: list[tuple[str, str]]) -> None:
+    """Record where files went (file_id, path), in one transaction."""
     with transaction(conn) as cur:
-        cur.execute("UPDATE chute.files SET path = %s WHERE file_id = %s", (path, file_id))
+        for file_id, path in paths:
+            cur.execute("UPDATE chute.files SET path = %s WHERE file_id = %s",
+                        (path, file_id))
 
 
 # --- the transformer ---------------------------------------------------------------
@@ -261,13 +268,16 @@ def begin_processing(conn: Connection, file_id: str, batch_size: int) -> tuple[s
     loader's ledger drops the ones already loaded.
     """
     with transaction(conn) as cur:
-        return _begin(cur, file_id, batch_size)
+        state, size, _loaded = _begin(cur, file_id, batch_size)
+    return state, size
 
 
 def begin_processing_many(conn: Connection, files: list[tuple[str, str]], batch_size: int
-                          ) -> dict[str, tuple[str, int]]:
+                          ) -> dict[str, tuple[str, int, set[int]]]:
     """begin_processing for several files (file_id, sha256) in one transaction, one
-    commit: {file_id: (state, batch size)}.
+    commit: {file_id: (state, batch size, batches already in the ledger)}. The ledger
+    is read only for a file handled before (a first claim has none): the transformer
+    needs no other statement before sending a file.
 
     Locks are taken in sha256 order, the order every transformer uses, so two groups
     holding files of the same content cannot deadlock; a file whose content is also
@@ -278,17 +288,18 @@ def begin_processing_many(conn: Connection, files: list[tuple[str, str]], batch_
                 for file_id, _sha256 in sorted(files, key=lambda f: (f[1], f[0]))}
 
 
-def _begin(cur: Any, file_id: str, batch_size: int) -> tuple[str, int]:
+def _begin(cur: Any, file_id: str, batch_size: int) -> tuple[str, int, set[int]]:
     cur.execute(
-        "SELECT state, sha256 FROM chute.files WHERE file_id = %s FOR NO KEY UPDATE",
+        """SELECT state, sha256, attempts FROM chute.files WHERE file_id = %s
+           FOR NO KEY UPDATE""",
         (file_id,),
     )
     row = cur.fetchone()
     if row is None:
-        return "unknown", 0
-    state, sha256 = row
+        return "unknown", 0, set()
+    state, sha256, attempts = row
     if state in FINAL_STATES:
-        return state, 0
+        return state, 0, set()
     # One arrival per content at a time: the lock makes the check and the claim atomic.
     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (sha256,))
     cur.execute(
@@ -306,7 +317,11 @@ def _begin(cur: Any, file_id: str, batch_size: int) -> tuple[str, int]:
                WHERE file_id = %s""",
             (original[0], file_id),
         )
-        return "duplicate", 0
+        return "duplicate", 0, set()
+    loaded = set()
+    if attempts or state != "received":  # handled before: some batches may be in
+        cur.execute("SELECT batch_no FROM chute.batches WHERE file_id = %s", (file_id,))
+        loaded = {batch_no for (batch_no,) in cur.fetchall()}
     cur.execute(
         """UPDATE chute.files SET state = 'processing', attempts = attempts + 1,
                   error = NULL, started_at = coalesce(started_at, now()),
@@ -314,7 +329,7 @@ def _begin(cur: Any, file_id: str, batch_size: int) -> tuple[str, int]:
            WHERE file_id = %s RETURNING batch_size""",
         (batch_size, file_id),
     )
-    return "process", cur.fetchone()[0]
+    return "process", cur.fetchone()[0], loaded
 
 
 def finish_file(conn: Connection, file_id: str, state: str, error: str | None) -> None:
@@ -367,29 +382,6 @@ def reset_for_retry(conn: Connection, file_id: str, path: str) -> FileRecord:
     return record
 
 
-def file_and_ledger(conn: Connection, file_id: str) -> tuple[FileRecord | None, set[int]]:
-    """A file's record and its batches already in the ledger, in one statement: what
-    the transformer reads before sending a file (see loaded_batches)."""
-    with transaction(conn) as cur:
-        cur.execute(
-            f"""SELECT {FILE_RECORD_COLUMNS}, ARRAY(SELECT batch_no FROM chute.batches b
-                                                 WHERE b.file_id = f.file_id)
-                FROM chute.files f WHERE file_id = %s""",
-            (file_id,),
-        )
-        row = cur.fetchone()
-    if row is None:
-        return None, set()
-    return FileRecord(*row[:-1]), set(row[-1])
-
-
-def loaded_batches(conn: Connection, file_id: str) -> set[int]:
-    """Batch numbers of a file already in the ledger: a retry need not send them again."""
-    with transaction(conn) as cur:
-        cur.execute("SELECT batch_no FROM chute.batches WHERE file_id = %s", (file_id,))
-        return {row[0] for row in cur.fetchall()}
-
-
 # --- the loader --------------------------------------------------------------------
 
 
@@ -418,41 +410,72 @@ def load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | Non
     raise AssertionError("unreachable")
 
 
-def _load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | None:
-    outcome = None
+def load_batches(conn: Connection, work: list[tuple[Dataset, RowBatch]]
+                 ) -> list[str | None]:
+    """load_batch for several batches of datasets without a key, in one transaction:
+    one commit for a group of small files. Each batch's statements are load_batch's,
+    in order; one batch that fails rolls back the group, and the caller then loads
+    each alone, so that the batch at fault meets its own retries. Returns, for each
+    batch, what load_batch would.
+
+    Keyed batches are not grouped: their rows lock keys, and two groups taking keys of
+    different batches in different orders could deadlock.
+    """
+    assert not any(dataset.key for dataset, _batch in work)
     with transaction(conn) as cur:
-        cur.execute(
-            """INSERT INTO chute.batches (file_id, batch_no, rows_loaded, rows_rejected)
-               VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1""",
-            (batch.file_id, batch.batch_no, batch.row_count, batch.reject_count),
-        )
-        fresh = cur.fetchone() is not None
-        if fresh:
-            if dataset.key:
-                outcome = (_upsert_rows(cur, dataset, batch.rows, batch.row_count)
-                           if batch.rows else (0, 0, 0))
-                cur.execute(
-                    """UPDATE chute.batches SET rows_inserted = %s, rows_replaced = %s,
-                              rows_ignored = %s
-                       WHERE file_id = %s AND batch_no = %s""",
-                    (*outcome, batch.file_id, batch.batch_no),
-                )
-            elif batch.rows:
-                _copy_rows(cur, dataset, batch.rows)
-            if batch.rejects:
-                cur.copy_expert(
-                    "COPY chute.rejects (file_id, line, reason, raw) FROM STDIN",
-                    io.BytesIO(batch.rejects),
-                )
-            if batch.done is not None:  # the last batch closes its file: no FileDone
-                _record_totals(cur, batch.done)
-            completed = _complete_if_ready(cur, batch.file_id, bool(dataset.key))
-        elif batch.done is not None and _record_totals(cur, batch.done):
-            # As a FileDone would: a redelivered closing batch whose file was reset.
-            completed = _complete_if_ready(cur, batch.file_id, bool(dataset.key))
-        else:
-            completed = _name_if_loaded(cur, batch.file_id)
-    # Counted after the commit, so the metrics never count rows that were rolled back.
+        outcomes = [_load_in(cur, dataset, batch) for dataset, batch in work]
+    for (_dataset, batch), (_completed, fresh, counts) in zip(work, outcomes, strict=True):
+        _count(batch, fresh, counts)
+    return [completed for completed, _fresh, _counts in outcomes]
+
+
+def _load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | None:
+    with transaction(conn) as cur:
+        completed, fresh, counts = _load_in(cur, dataset, batch)
+    _count(batch, fresh, counts)  # after the commit: never rows that were rolled back
+    return completed
+
+
+def _load_in(cur: Any, dataset: Dataset, batch: RowBatch
+             ) -> tuple[str | None, bool, tuple[int, int, int] | None]:
+    """A batch's statements, in the caller's transaction: (the file's name if it is
+    loaded afterwards, whether the batch was new, its keyed counts)."""
+    outcome = None
+    cur.execute(
+        """INSERT INTO chute.batches (file_id, batch_no, rows_loaded, rows_rejected)
+           VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1""",
+        (batch.file_id, batch.batch_no, batch.row_count, batch.reject_count),
+    )
+    fresh = cur.fetchone() is not None
+    if fresh:
+        if dataset.key:
+            outcome = (_upsert_rows(cur, dataset, batch.rows, batch.row_count)
+                       if batch.rows else (0, 0, 0))
+            cur.execute(
+                """UPDATE chute.batches SET rows_inserted = %s, rows_replaced = %s,
+                          rows_ignored = %s
+                   WHERE file_id = %s AND batch_no = %s""",
+                (*outcome, batch.file_id, batch.batch_no),
+            )
+        elif batch.rows:
+            _copy_rows(cur, dataset, batch.rows)
+        if batch.rejects:
+            cur.copy_expert(
+                "COPY chute.rejects (file_id, line, reason, raw) FROM STDIN",
+                io.BytesIO(batch.rejects),
+            )
+        # The last batch closes its file (no FileDone): its totals are written with the
+        # completion, one UPDATE of the file's row.
+        completed = _complete_if_ready(cur, batch.file_id, bool(dataset.key), batch.done)
+    elif batch.done is not None and _record_totals(cur, batch.done):
+        # As a FileDone would: a redelivered closing batch whose file was reset.
+        completed = _complete_if_ready(cur, batch.file_id, bool(dataset.key))
+    else:
+        completed = _name_if_loaded(cur, batch.file_id)
+    return completed, fresh, outcome
+
+
+def _count(batch: RowBatch, fresh: bool, outcome: tuple[int, int, int] | None) -> None:
     if fresh:
         metrics.BATCHES.labels("loaded").inc()
         metrics.ROWS.labels(batch.dataset, "loaded").inc(batch.row_count)
@@ -464,7 +487,6 @@ def _load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | No
         metrics.BATCHES.labels("skipped").inc()
         log.info("batch already loaded",
                  extra={"file_id": batch.file_id, "batch_no": batch.batch_no})
-    return completed
 
 
 def _copy_rows(cur: Any, dataset: Dataset, rows: bytes) -> None:
@@ -625,7 +647,8 @@ def _name_if_loaded(cur: Any, file_id: str) -> str | None:
     return row[0] if row else None
 
 
-def _complete_if_ready(cur: Any, file_id: str, keyed: bool) -> str | None:
+def _complete_if_ready(cur: Any, file_id: str, keyed: bool,
+                       done: FileDone | None = None) -> str | None:
     # Exactly one transaction must see the file complete, whichever loaders hold its
     # last batch and its FileDone. Every caller has already written its own piece (a
     # ledger row, or batches_total), then takes this row lock: the transactions that
@@ -638,15 +661,22 @@ def _complete_if_ready(cur: Any, file_id: str, keyed: bool) -> str | None:
     # NO KEY UPDATE, not UPDATE: the ledger's foreign key takes KEY SHARE on this row,
     # which NO KEY UPDATE does not conflict with, so two batches of one file never
     # deadlock; FOR UPDATE would make each wait for the other's KEY SHARE.
+    # A closing batch (`done`) writes its totals under this same lock, with the
+    # completion when it completes the file: every reader of batches_total holds the
+    # lock, so the totals count as written before it, as the argument above needs.
     cur.execute(
         """SELECT name, batches_total FROM chute.files
            WHERE file_id = %s AND state = 'processing' FOR NO KEY UPDATE""",
         (file_id,),
     )
     row = cur.fetchone()
-    if row is None or row[1] is None:
+    if row is None:
         return None
     name, batches_total = row
+    totals = (done.batches, done.rows_total) if done is not None else (None, None)
+    batches_total = totals[0] if done is not None else batches_total
+    if batches_total is None:
+        return None
     # The keyed counts stay NULL for a dataset without a key (its ledger has none).
     zero = 0 if keyed else None
     cur.execute(
@@ -658,13 +688,16 @@ def _complete_if_ready(cur: Any, file_id: str, keyed: bool) -> str | None:
     )
     batches, loaded, rejected, inserted, replaced, ignored = cur.fetchone()
     if batches < batches_total:
+        if done is not None:
+            _record_totals(cur, done)
         return None
     cur.execute(
         """UPDATE chute.files SET state = 'loaded', rows_loaded = %s, rows_rejected = %s,
                   rows_inserted = %s, rows_replaced = %s, rows_ignored = %s,
-                  finished_at = now()
+                  finished_at = now(), batches_total = coalesce(%s, batches_total),
+                  rows_total = coalesce(%s, rows_total)
            WHERE file_id = %s""",
-        (loaded, rejected, inserted, replaced, ignored, file_id),
+        (loaded, rejected, inserted, replaced, ignored, *totals, file_id),
     )
     return name
 

@@ -17,6 +17,26 @@ def archive(conn: db.Connection, folders: Folders, file_id: str, name: str) -> P
     return _record(conn, folders, file_id, folders.to_archive(file_id, name))
 
 
+def archive_all(conn: db.Connection, folders: Folders, files: list[tuple[str, str]]
+                ) -> tuple[list[tuple[str, str]], list[tuple[str, str, OSError]]]:
+    """archive() for several files (file_id, name), their paths recorded in one
+    transaction: (the files moved now, the files that could not be moved and why). A
+    file moved already (None from the move) is in neither list."""
+    moved, failed, paths = [], [], []
+    for file_id, name in files:
+        try:
+            dest = folders.to_archive(file_id, name)
+        except OSError as e:
+            failed.append((file_id, name, e))
+            continue
+        if dest is not None:
+            moved.append((file_id, name))
+            paths.append((file_id, folders.relative(dest)))
+    if paths:
+        db.set_paths(conn, paths)
+    return moved, failed
+
+
 def quarantine(conn: db.Connection, folders: Folders, file_id: str, name: str,
                reason: str) -> Path | None:
     return _record(conn, folders, file_id, folders.to_quarantine(file_id, name, reason))

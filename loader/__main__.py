@@ -1,6 +1,7 @@
 """The loader: RowBatch and FileDone messages -> PostgreSQL, with the batch ledger."""
 
 import logging
+from collections.abc import Callable
 
 from chute import db
 from chute.broker import BATCHES, DEAD_NOTIFY, Broker
@@ -13,12 +14,13 @@ log = logging.getLogger("loader")
 def main() -> None:
     config, stop = start("loader")
 
-    def subscribe(conn: db.Connection, broker: Broker) -> None:
+    def subscribe(conn: db.Connection, broker: Broker) -> Callable[[], None]:
         handler = BatchHandler(config, conn, broker)
         broker.consume(BATCHES, config.prefetch, handler.on_batch)
         broker.consume(DEAD_NOTIFY, config.prefetch, handler.on_dead_letter)
         log.info("consuming", extra={"queues": [BATCHES, DEAD_NOTIFY],
                                      "prefetch": config.prefetch})
+        return handler.handle_pending
 
     run_consumer(config, stop, subscribe)
 

@@ -6,6 +6,11 @@
     move the file if it is now loaded     # idempotent
     ack                                   # only after the commit and the move
 
+Small batches received together (a burst of small files: up to CHUTE_PREFETCH) load
+in one transaction, their files move, their paths are recorded in one more, and then
+they are acked: two commits for the group instead of two per file. A group that fails
+is loaded again one batch at a time, so that a batch at fault fails alone.
+
 A crash between the commit and the ack redelivers the batch; its ledger row makes the
 second delivery a no-op, and a file it finds loaded is moved again (a no-op if it was).
 When the last piece of a file (its final batch or its FileDone, in either order)
@@ -21,6 +26,7 @@ import uuid
 from chute import db, metrics, placement
 from chute.broker import Broker, Delivery
 from chute.config import Config
+from chute.datasets import Dataset
 from chute.folders import Folders
 from chute.messages import FileDone, MessageDecodeError, RowBatch, kind_of
 from chute.service import give_up_or_retry
@@ -28,6 +34,11 @@ from chute.service import give_up_or_retry
 log = logging.getLogger(__name__)
 
 # x-death reasons, in words for the file's error.
+# Batches this small (rows and rejects, bytes) load in a group (see handle_pending):
+# for them the commit, not the rows, is most of the cost. Larger ones load alone, so a
+# group's transaction stays short and a failure redoes little.
+GROUP_BYTES = 256 << 10
+
 _DEATH_REASONS = {
     "rejected": "given up after repeated failures",
     "delivery_limit": "redelivered too many times (its worker kept crashing)",
@@ -41,17 +52,67 @@ class BatchHandler:
         self.broker = broker
         self.folders = Folders(config.data_dir)
         self.keyed = frozenset(d.name for d in config.datasets if d.key)
+        self.pending: list[Delivery] = []  # received, not yet handled
 
     def on_batch(self, delivery: Delivery) -> None:
-        """Called by pika for each message of the batches queue."""
+        """Called by pika for each message of the batches queue: kept for
+        handle_pending, which runs once pika has handed over what was waiting."""
+        self.pending.append(delivery)
+
+    def handle_pending(self) -> None:
+        """Handle the batches received so far: small ones of unkeyed datasets in one
+        transaction, the others one at a time, in the order received."""
+        deliveries, self.pending = self.pending, []
+        group: list[tuple[Delivery, Dataset, RowBatch]] = []
+        alone: list[tuple[Delivery, RowBatch | FileDone]] = []
+        for delivery in deliveries:
+            message = self._decoded(delivery)
+            if message is None:
+                continue
+            dataset = (self.config.datasets.get(message.dataset)
+                       if isinstance(message, RowBatch) else None)
+            if (dataset is not None and not dataset.key and not delivery.redelivered
+                    and len(message.rows) + len(message.rejects) <= GROUP_BYTES):
+                group.append((delivery, dataset, message))
+            else:
+                alone.append((delivery, message))
+        if len(group) > 1:
+            self._load_group(group)
+        else:
+            alone = [(d, m) for d, _dataset, m in group] + alone
+        for delivery, message in alone:
+            self._load(delivery, message)
+
+    def _load_group(self, group: list[tuple[Delivery, Dataset, RowBatch]]) -> None:
+        try:
+            completed = self.broker.keep_alive_during(lambda: db.load_batches(
+                self.conn, [(dataset, batch) for _d, dataset, batch in group]))
+        except ConnectionError:
+            raise
+        except Exception:  # noqa: BLE001 - each batch is loaded alone, and fails alone
+            log.warning("loading a group of batches failed: one at a time", exc_info=True)
+            for delivery, _dataset, batch in group:
+                self._load(delivery, batch)
+            return
+        moved = [(batch.file_id, name) for (_d, _ds, batch), name
+                 in zip(group, completed, strict=True) if name is not None]
+        if moved:
+            self._archive_all(moved)
+        for delivery, _dataset, _batch in group:
+            self.broker.ack(delivery)
+
+    def _decoded(self, delivery: Delivery) -> RowBatch | FileDone | None:
         try:
             message = self._decode(delivery)
         except MessageDecodeError as e:
             log.error("undecodable batch message", extra={"error": str(e)})
             self.broker.reject(delivery, requeue=False)  # it will never decode
-            return
+            return None
         if delivery.redelivered:
             metrics.REDELIVERIES.labels("batches").inc()
+        return message
+
+    def _load(self, delivery: Delivery, message: RowBatch | FileDone) -> None:
         started = time.monotonic()
         try:
             # In a helper thread, so that a slow COPY does not starve the heartbeats.
@@ -81,7 +142,7 @@ class BatchHandler:
                 "rows": message.row_count, "rejects": message.reject_count,
                 "duration_ms": round((time.monotonic() - started) * 1000, 1)})
         if loaded is not None:
-            self._archive(message.file_id, loaded)
+            self._archive_all([(message.file_id, loaded)])
         self.broker.ack(delivery)
 
     def on_dead_letter(self, delivery: Delivery) -> None:
@@ -111,19 +172,17 @@ class BatchHandler:
                     "file_id": file_id, "reason": reason, "file_failed_now": failed})
         self.broker.ack(delivery)
 
-    def _archive(self, file_id: str, name: str) -> None:
-        """Move a loaded file to archive/; a failure here leaves it in work/ for the
-        watcher's recovery, and never undoes the load."""
-        try:
-            moved = self.broker.keep_alive_during(
-                lambda: placement.archive(self.conn, self.folders, file_id, name))
-        except ConnectionError:
-            raise  # the database went away: the batch is redelivered and the move retried
-        except OSError as e:
+    def _archive_all(self, files: list[tuple[str, str]]) -> None:
+        """Move loaded files (file_id, name) to archive/; a move that fails leaves its
+        file in work/ for the watcher's recovery, and never undoes the load."""
+        # ConnectionError (recording the paths): the batches are redelivered, the moves
+        # are found done and the paths recorded then.
+        moved, failed = self.broker.keep_alive_during(
+            lambda: placement.archive_all(self.conn, self.folders, files))
+        for file_id, name, error in failed:
             log.error("cannot archive a loaded file", extra={
-                "file_id": file_id, "file_name": name, "error": repr(e)})
-            return
-        if moved is not None:
+                "file_id": file_id, "file_name": name, "error": repr(error)})
+        for file_id, name in moved:
             metrics.FILES.labels("loaded").inc()
             log.info("file loaded", extra={"file_id": file_id, "file_name": name})
 

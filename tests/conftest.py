@@ -8,7 +8,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Environment, Services  # noqa: E402
+from chute import db  # noqa: E402
+from chute.broker import Broker  # noqa: E402
+from chute.datasets import load  # noqa: E402
+from harness import AMQP, Environment, Services  # noqa: E402
 
 SAMPLE = (Path(__file__).resolve().parent.parent / "data" / "sample.csv").read_bytes()
 
@@ -35,6 +38,24 @@ def stack(services: Services) -> Services:
     """All four services running (one transformer, one loader)."""
     services.start_all()
     return services
+
+
+@pytest.fixture
+def conn(environment: Environment) -> Iterator[db.Connection]:
+    """The test's own connection to its database, with the schema applied (people)."""
+    db.ensure_database(environment.database_url)
+    connection = db.connect(environment.database_url)
+    db.apply_schema(connection, load(None), f"{environment.database}_reader")
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def broker(environment: Environment) -> Iterator[Broker]:
+    """A publisher on the test's namespace."""
+    publisher = Broker(AMQP, environment.namespace)
+    yield publisher
+    publisher.close()
 
 
 @pytest.hookimpl(wrapper=True)

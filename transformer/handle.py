@@ -65,7 +65,8 @@ class FileHandler:
         self.broker = broker
         self.folders = Folders(config.data_dir)
         self.pending: list[Delivery] = []  # received, not yet started
-        self.begun: dict[str, tuple[str, int]] = {}  # claimed by _begin_all, not handled
+        # Claimed by _begin_all, not yet handled: (state, batch size, batches loaded).
+        self.begun: dict[str, tuple[str, int, set[int]]] = {}
         # The messages that close the files in hand (their last batch or FileDone),
         # published together by `handle_pending` before their events are acked.
         self.closing: list[tuple[str, dict[str, Any], bytes]] = []
@@ -107,7 +108,7 @@ class FileHandler:
         for delivery in done:
             self.broker.ack(delivery)
 
-    def _begin_all(self, events: list[FileArrived]) -> dict[str, tuple[str, int]]:
+    def _begin_all(self, events: list[FileArrived]) -> dict[str, tuple[str, int, set[int]]]:
         """Claim a group's files for transforming in one transaction (one commit); {}
         when that fails for a reason of its own, so that each file is claimed alone
         and the file at fault meets its own retries."""
@@ -148,9 +149,9 @@ class FileHandler:
     def _handle(self, event: FileArrived) -> None:
         context = {"file_id": event.file_id, "file_name": event.name,
                    "dataset": event.dataset}
-        begun = self.begun.pop(event.file_id, None)
-        state, batch_size = begun or db.begin_processing(self.conn, event.file_id,
-                                                         self.config.batch_size)
+        begun = self.begun.pop(event.file_id, None) or db.begin_processing_many(
+            self.conn, [(event.file_id, event.sha256)], self.config.batch_size)[event.file_id]
+        state, batch_size, already_loaded = begun
         if state in ("duplicate", "loaded"):
             # Also repairs a move that a crash interrupted (moving is idempotent).
             placement.archive(self.conn, self.folders, event.file_id, event.name)
@@ -172,16 +173,14 @@ class FileHandler:
         if dataset is None:  # the watcher's datasets file declares it, ours does not
             raise LookupError(f"dataset {event.dataset!r} is not declared in this "
                               f"transformer's datasets ({self.config.datasets.source})")
-        record, already_loaded = db.file_and_ledger(self.conn, event.file_id)
-        assert record is not None  # begin_processing found it; files are never deleted
         path = self.config.data_dir / event.path
         started = time.monotonic()
         try:
             with path.open("rb") as raw:
                 size = os.fstat(raw.fileno()).st_size
-                if size != record.size_bytes:  # cheap: most changes show in the size
+                if size != event.size:  # cheap: most changes show in the size
                     raise FileChanged(f"file changed after it was claimed: {size} bytes, "
-                                      f"{record.size_bytes} when claimed")
+                                      f"{event.size} when claimed")
                 # One fast pass before anything is sent (hashing runs at about 1 GB/s): an
                 # edit of the same size made since the claim fails the file with nothing
                 # loaded. An edit made during the read itself is caught by the hash taken

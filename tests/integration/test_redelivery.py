@@ -12,9 +12,6 @@ import io
 import json
 import time
 import uuid
-from collections.abc import Iterator
-
-import pytest
 
 from chute import copyrows, db
 from chute.broker import (
@@ -34,23 +31,6 @@ from harness import AMQP, Environment, Services, wait_until
 PEOPLE = load(None)["people"]
 TYPES = tuple(column.type for column in PEOPLE.columns)
 HEADER = b"fullname,age,location\n"
-
-
-@pytest.fixture
-def conn(environment: Environment) -> Iterator[db.Connection]:
-    """The test's own connection to its database, with the schema applied."""
-    db.ensure_database(environment.database_url)
-    connection = db.connect(environment.database_url)
-    db.apply_schema(connection, load(None), f"{environment.database}_reader")
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
-def broker(environment: Environment) -> Iterator[Broker]:
-    publisher = Broker(AMQP, environment.namespace)
-    yield publisher
-    publisher.close()
 
 
 def people(count: int, tag: str) -> bytes:
