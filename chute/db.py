@@ -301,23 +301,9 @@ def _begin(cur: Any, file_id: str, batch_size: int) -> tuple[str, int, set[int]]
     if state in FINAL_STATES:
         return state, 0, set()
     # One arrival per content at a time: the lock makes the check and the claim atomic.
+    # The claim below checks for an earlier arrival of the same content in the same
+    # statement (its snapshot is taken once the lock is granted); most files have none.
     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (sha256,))
-    cur.execute(
-        """SELECT file_id FROM chute.files
-           WHERE sha256 = %s AND file_id <> %s AND state IN ('processing', 'loaded')
-           ORDER BY seq LIMIT 1""",
-        (sha256, file_id),
-    )
-    original = cur.fetchone()
-    if original:
-        cur.execute(
-            """UPDATE chute.files SET state = 'duplicate', duplicate_of = %s,
-                      rows_total = 0, rows_loaded = 0, rows_rejected = 0,
-                      started_at = coalesce(started_at, now()), finished_at = now()
-               WHERE file_id = %s""",
-            (original[0], file_id),
-        )
-        return "duplicate", 0, set()
     loaded = set()
     if attempts or state != "received":  # handled before: some batches may be in
         cur.execute("SELECT batch_no FROM chute.batches WHERE file_id = %s", (file_id,))
@@ -325,11 +311,27 @@ def _begin(cur: Any, file_id: str, batch_size: int) -> tuple[str, int, set[int]]
     cur.execute(
         """UPDATE chute.files SET state = 'processing', attempts = attempts + 1,
                   error = NULL, started_at = coalesce(started_at, now()),
-                  batch_size = coalesce(batch_size, %s)
-           WHERE file_id = %s RETURNING batch_size""",
-        (batch_size, file_id),
+                  batch_size = coalesce(batch_size, %(batch_size)s)
+           WHERE file_id = %(file_id)s AND NOT EXISTS (
+               SELECT FROM chute.files o WHERE o.sha256 = %(sha256)s
+                 AND o.file_id <> %(file_id)s AND o.state IN ('processing', 'loaded'))
+           RETURNING batch_size""",
+        {"batch_size": batch_size, "file_id": file_id, "sha256": sha256},
     )
-    return "process", cur.fetchone()[0], loaded
+    claimed = cur.fetchone()
+    if claimed is not None:
+        return "process", claimed[0], loaded
+    cur.execute(
+        """UPDATE chute.files SET state = 'duplicate', duplicate_of = (
+                      SELECT o.file_id FROM chute.files o WHERE o.sha256 = %(sha256)s
+                        AND o.file_id <> %(file_id)s AND o.state IN ('processing', 'loaded')
+                      ORDER BY o.seq LIMIT 1),
+                  rows_total = 0, rows_loaded = 0, rows_rejected = 0,
+                  started_at = coalesce(started_at, now()), finished_at = now()
+           WHERE file_id = %(file_id)s""",
+        {"file_id": file_id, "sha256": sha256},
+    )
+    return "duplicate", 0, set()
 
 
 def finish_file(conn: Connection, file_id: str, state: str, error: str | None) -> None:
