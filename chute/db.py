@@ -32,7 +32,6 @@ SCHEMA_LOCK = 0x63687574  # "chut": serialises schema set-up between services
 # The columns of FileRecord, in its order.
 FILE_RECORD_COLUMNS = ("file_id::text, seq, name, path, sha256, state, error, "
                        "duplicate_of::text, size_bytes, dataset")
-FINAL_STATES = ("loaded", "duplicate", "quarantined", "failed")
 DEADLOCK_RETRIES = 3  # a keyed batch the server chose as a deadlock's victim runs again
 
 
@@ -267,71 +266,27 @@ def begin_processing(conn: Connection, file_id: str, batch_size: int) -> tuple[s
     batches are deterministic (the batch size is fixed at the first attempt) and the
     loader's ledger drops the ones already loaded.
     """
-    with transaction(conn) as cur:
-        state, size, _loaded = _begin(cur, file_id, batch_size)
+    state, size, _loaded = begin_processing_many(conn, [(file_id, "")], batch_size)[file_id]
     return state, size
 
 
 def begin_processing_many(conn: Connection, files: list[tuple[str, str]], batch_size: int
                           ) -> dict[str, tuple[str, int, set[int]]]:
-    """begin_processing for several files (file_id, sha256) in one transaction, one
-    commit: {file_id: (state, batch size, batches already in the ledger)}. The ledger
-    is read only for a file handled before (a first claim has none): the transformer
-    needs no other statement before sending a file.
+    """begin_processing for several files (file_id, sha256) in one transaction and one
+    round trip (chute.claim_files, in schema.sql): {file_id: (state, batch size, batches
+    already in the ledger)}. The ledger is read only for a file handled before (a first
+    claim has none): the transformer needs no other statement before sending a file.
 
-    Locks are taken in sha256 order, the order every transformer uses, so two groups
+    Files are claimed in sha256 order, the order every transformer uses, so two groups
     holding files of the same content cannot deadlock; a file whose content is also
     earlier in the group is its duplicate, as it would be one transaction later.
     """
+    ordered = [file_id for file_id, _sha256 in sorted(files, key=lambda f: (f[1], f[0]))]
     with transaction(conn) as cur:
-        return {file_id: _begin(cur, file_id, batch_size)
-                for file_id, _sha256 in sorted(files, key=lambda f: (f[1], f[0]))}
-
-
-def _begin(cur: Any, file_id: str, batch_size: int) -> tuple[str, int, set[int]]:
-    cur.execute(
-        """SELECT state, sha256, attempts FROM chute.files WHERE file_id = %s
-           FOR NO KEY UPDATE""",
-        (file_id,),
-    )
-    row = cur.fetchone()
-    if row is None:
-        return "unknown", 0, set()
-    state, sha256, attempts = row
-    if state in FINAL_STATES:
-        return state, 0, set()
-    # One arrival per content at a time: the lock makes the check and the claim atomic.
-    # The claim below checks for an earlier arrival of the same content in the same
-    # statement (its snapshot is taken once the lock is granted); most files have none.
-    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (sha256,))
-    loaded = set()
-    if attempts or state != "received":  # handled before: some batches may be in
-        cur.execute("SELECT batch_no FROM chute.batches WHERE file_id = %s", (file_id,))
-        loaded = {batch_no for (batch_no,) in cur.fetchall()}
-    cur.execute(
-        """UPDATE chute.files SET state = 'processing', attempts = attempts + 1,
-                  error = NULL, started_at = coalesce(started_at, now()),
-                  batch_size = coalesce(batch_size, %(batch_size)s)
-           WHERE file_id = %(file_id)s AND NOT EXISTS (
-               SELECT FROM chute.files o WHERE o.sha256 = %(sha256)s
-                 AND o.file_id <> %(file_id)s AND o.state IN ('processing', 'loaded'))
-           RETURNING batch_size""",
-        {"batch_size": batch_size, "file_id": file_id, "sha256": sha256},
-    )
-    claimed = cur.fetchone()
-    if claimed is not None:
-        return "process", claimed[0], loaded
-    cur.execute(
-        """UPDATE chute.files SET state = 'duplicate', duplicate_of = (
-                      SELECT o.file_id FROM chute.files o WHERE o.sha256 = %(sha256)s
-                        AND o.file_id <> %(file_id)s AND o.state IN ('processing', 'loaded')
-                      ORDER BY o.seq LIMIT 1),
-                  rows_total = 0, rows_loaded = 0, rows_rejected = 0,
-                  started_at = coalesce(started_at, now()), finished_at = now()
-           WHERE file_id = %(file_id)s""",
-        {"file_id": file_id, "sha256": sha256},
-    )
-    return "duplicate", 0, set()
+        cur.execute("SELECT claimed_id::text, claim, claim_batch_size, loaded "
+                    "FROM chute.claim_files(%s::uuid[], %s)", (ordered, batch_size))
+        return {file_id: (state, size, set(loaded))
+                for file_id, state, size, loaded in cur.fetchall()}
 
 
 def finish_file(conn: Connection, file_id: str, state: str, error: str | None) -> None:

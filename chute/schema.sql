@@ -104,6 +104,67 @@ CREATE TABLE IF NOT EXISTS chute.worker_problems (
     PRIMARY KEY (service, instance)
 );
 
+-- The transformer's claim of a group of files, in one round trip: for each file, in
+-- the order given (the caller sorts them by sha256, the order every transformer uses,
+-- so two groups holding files of the same content cannot deadlock), the file's row is
+-- locked; a file in a final state is left as it is; else, under a lock on its content
+-- (one arrival per content at a time), it becomes `processing`, or `duplicate` when an
+-- earlier arrival of the same bytes is processing or loaded. Each statement of a
+-- VOLATILE function takes a fresh snapshot, so the check sees every claim committed
+-- before the lock was granted, and the earlier files of the same group.
+-- Returns (file_id, state: process/duplicate/a final state/unknown, batch size, the
+-- batches already in the ledger, read only for a file handled before).
+CREATE OR REPLACE FUNCTION chute.claim_files(file_ids uuid[], new_batch_size integer)
+RETURNS TABLE (claimed_id uuid, claim text, claim_batch_size integer, loaded integer[])
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    id uuid;
+    found_file record;
+BEGIN
+    FOREACH id IN ARRAY file_ids LOOP
+        claimed_id := id;
+        claim_batch_size := 0;
+        loaded := ARRAY[]::integer[];
+        SELECT f.state, f.sha256, f.attempts INTO found_file
+          FROM chute.files f WHERE f.file_id = id FOR NO KEY UPDATE;
+        IF NOT FOUND THEN
+            claim := 'unknown';
+        ELSIF found_file.state IN ('loaded', 'duplicate', 'quarantined', 'failed') THEN
+            claim := found_file.state;
+        ELSE
+            PERFORM pg_advisory_xact_lock(hashtext(found_file.sha256));
+            IF found_file.attempts > 0 OR found_file.state <> 'received' THEN
+                SELECT coalesce(array_agg(b.batch_no), ARRAY[]::integer[]) INTO loaded
+                  FROM chute.batches b WHERE b.file_id = id;
+            END IF;
+            UPDATE chute.files f SET state = 'processing', attempts = f.attempts + 1,
+                   error = NULL, started_at = coalesce(f.started_at, now()),
+                   batch_size = coalesce(f.batch_size, new_batch_size)
+             WHERE f.file_id = id AND NOT EXISTS (
+                   SELECT FROM chute.files o WHERE o.sha256 = found_file.sha256
+                      AND o.file_id <> id AND o.state IN ('processing', 'loaded'))
+            RETURNING f.batch_size INTO claim_batch_size;
+            IF FOUND THEN
+                claim := 'process';
+            ELSE
+                UPDATE chute.files f SET state = 'duplicate', duplicate_of = (
+                       SELECT o.file_id FROM chute.files o
+                        WHERE o.sha256 = found_file.sha256 AND o.file_id <> id
+                          AND o.state IN ('processing', 'loaded')
+                        ORDER BY o.seq LIMIT 1),
+                       rows_total = 0, rows_loaded = 0, rows_rejected = 0,
+                       started_at = coalesce(f.started_at, now()), finished_at = now()
+                 WHERE f.file_id = id;
+                claim := 'duplicate';
+                claim_batch_size := 0;
+                loaded := ARRAY[]::integer[];
+            END IF;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
 -- The API's role: it can read and nothing else.
 DO $$
 BEGIN

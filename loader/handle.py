@@ -77,6 +77,9 @@ class BatchHandler:
             else:
                 alone.append((delivery, message))
         if len(group) > 1:
+            # In file order: two loaders' groups then lock the files' rows (completing
+            # them) in the same order, and cannot deadlock on them.
+            group.sort(key=lambda item: (item[2].file_id, item[2].batch_no))
             self._load_group(group)
         else:
             alone = [(d, m) for d, _dataset, m in group] + alone
