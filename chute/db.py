@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import psycopg2.errors
+import psycopg2.extensions
 import psycopg2.extras
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection  # noqa: N812 - re-exported type
@@ -77,7 +78,7 @@ def connect(url: str) -> Connection:
 def transaction(conn: Connection) -> Iterator[Any]:
     """Commit on a clean exit, roll back on an exception; never leaves a transaction open.
 
-    Losing the server raises DatabaseUnavailable: OperationalError (a restart's
+    Losing the server raises DatabaseUnavailable: OperationalError but a deadlock (a restart's
     AdminShutdown, a refused or reset connection, the server starting up) and
     InterfaceError (a connection already closed), and any other error that left the
     connection closed. Callers then reconnect instead of counting a failure against
@@ -86,6 +87,10 @@ def transaction(conn: Connection) -> Iterator[Any]:
     try:
         with conn, conn.cursor() as cur:
             yield cur
+    except psycopg2.extensions.TransactionRollbackError:
+        # A deadlock or a serialization failure: an OperationalError to psycopg2, but
+        # the server is there and the transaction was rolled back; the caller retries.
+        raise
     except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
         raise DatabaseUnavailable(f"database: {str(e).strip()}") from None
     except Exception as e:
@@ -470,6 +475,7 @@ def _copy_rows(cur: Any, dataset: Dataset, rows: bytes) -> None:
             sql.SQL("INSERT INTO {} SELECT {} FROM incoming ON CONFLICT DO NOTHING").format(
                 target, columns)
         )
+        cur.execute("DROP TABLE incoming")  # another batch of a group may need it
 
 
 def _upsert_rows(cur: Any, dataset: Dataset, rows: bytes, count: int) -> tuple[int, int, int]:

@@ -133,22 +133,24 @@ class Folders:
     def work_path(self, file_id: str, name: str) -> Path:
         return self.work / file_id / name
 
-    def to_archive(self, file_id: str, name: str) -> Path | None:
-        return self._move_out(file_id, name, self.archive)
+    def link_to_archive(self, file_id: str, name: str) -> Path | None:
+        return self._link_out(file_id, name, self.archive)
 
-    def to_quarantine(self, file_id: str, name: str, reason: str) -> Path | None:
-        dest = self._move_out(file_id, name, self.quarantine)
+    def link_to_quarantine(self, file_id: str, name: str, reason: str) -> Path | None:
+        dest = self._link_out(file_id, name, self.quarantine)
         if dest is not None:
-            # The reason file is written after the move: the file itself is what matters.
+            # The reason file is written after the link: the file itself is what matters.
             reason_path(dest).write_text(reason + "\n")
         return dest
 
-    def _move_out(self, file_id: str, name: str, target: Path) -> Path | None:
-        """Move a claimed file to `target`, keeping its name unless another file has it.
+    def _link_out(self, file_id: str, name: str, target: Path) -> Path | None:
+        """The first half of moving a claimed file to `target`: a second name for it
+        there, keeping its name unless another file has it; `release` is the second.
 
-        Returns None if the file is no longer in work/ (already moved by an earlier,
-        interrupted attempt): moving is idempotent. Never replaces a file already in
-        `target`: two workers finishing files of the same name at once each keep theirs.
+        Returns None if the file is no longer in work/ (moved by an earlier attempt):
+        moving is idempotent. A link made by an earlier attempt that stopped before the
+        release is found and returned again. Never replaces a file already in `target`:
+        two workers finishing files of the same name at once each keep theirs.
         """
         source = self.work_path(file_id, name)
         folder, _, base = name.rpartition("/")
@@ -165,14 +167,18 @@ class Folders:
             except FileExistsError:
                 if not _same_file(source, dest):
                     continue  # another file's name: try the next
-                # else: an earlier attempt linked it and stopped before the unlink
-            try:
-                os.unlink(source)
-            except FileNotFoundError:
-                pass  # a concurrent attempt moved it too, to the same place
-            _remove_empty(source.parent, self.work)
+                # else: an earlier attempt linked it and stopped before the release
             return dest
         raise FileExistsError(f"{target}: both {name} and its suffixed name are taken")
+
+    def release(self, file_id: str, name: str) -> None:
+        """The second half of a move: the file's name in work/ goes, and its folder."""
+        source = self.work_path(file_id, name)
+        try:
+            os.unlink(source)
+        except FileNotFoundError:
+            pass  # a concurrent attempt moved it too, to the same place
+        _remove_empty(source.parent, self.work)
 
 
 def _remove_empty(folder: Path, top: Path) -> None:

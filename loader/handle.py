@@ -78,7 +78,9 @@ class BatchHandler:
                 alone.append((delivery, message))
         if len(group) > 1:
             # In file order: two loaders' groups then lock the files' rows (completing
-            # them) in the same order, and cannot deadlock on them.
+            # them) in the same order. A deadlock is still possible with redelivered
+            # batches or a transformer's claim (sha256 order); PostgreSQL breaks it, and
+            # the group rolled back is loaded one batch at a time.
             group.sort(key=lambda item: (item[2].file_id, item[2].batch_no))
             self._load_group(group)
         else:
@@ -178,14 +180,14 @@ class BatchHandler:
     def _archive_all(self, files: list[tuple[str, str]]) -> None:
         """Move loaded files (file_id, name) to archive/; a move that fails leaves its
         file in work/ for the watcher's recovery, and never undoes the load."""
-        # ConnectionError (recording the paths): the batches are redelivered, the moves
-        # are found done and the paths recorded then.
+        # ConnectionError (recording the paths): the batches are redelivered, the links
+        # are found and the paths recorded then (see placement).
         moved, failed = self.broker.keep_alive_during(
             lambda: placement.archive_all(self.conn, self.folders, files))
         for file_id, name, error in failed:
             log.error("cannot archive a loaded file", extra={
                 "file_id": file_id, "file_name": name, "error": repr(error)})
-        for file_id, name in moved:
+        for file_id, name, _dest in moved:
             metrics.FILES.labels("loaded").inc()
             log.info("file loaded", extra={"file_id": file_id, "file_name": name})
 
