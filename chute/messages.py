@@ -46,8 +46,8 @@ class FileArrived(_JsonMessage):
     seq: int
     name: str
     path: str  # relative to the data directory
-    sha256: str
-    size: int
+    sha256: str  # as registered (chute.files): the bytes the transformer must find
+    size: int  # as registered, in bytes
     dataset: str  # its rows' dataset, chosen by the watcher from the path
 
 

@@ -44,13 +44,12 @@ def retry_file(config: Config, file_id: str) -> str:
             os.replace(current, work)
             reason_path(current).unlink(missing_ok=True)
         record = db.reset_for_retry(conn, file_id, folders.relative(work))
-        size = work.stat().st_size
     finally:
         conn.close()
     broker = Broker(config.amqp_url, config.namespace)
     try:
         event = FileArrived(file_id=record.file_id, seq=record.seq, name=record.name,
-                            path=record.path, sha256=record.sha256, size=size,
+                            path=record.path, sha256=record.sha256, size=record.size_bytes,
                             dataset=record.dataset)
         broker.publish(FILES, *event.encode())
     finally:

@@ -193,7 +193,7 @@ class Inbox:
             (c.file_id, c.name, self.folders.relative(c.path), sha256, size,
              dataset.name if dataset else None) for c, sha256, size, dataset in found])
         events = []
-        for (claimed, _sha256, size, dataset), record in zip(found, records, strict=True):
+        for (claimed, _sha256, _size, dataset), record in zip(found, records, strict=True):
             metrics.FILES_RECEIVED.labels(record.dataset or "none").inc()
             if dataset is None:
                 reason = self.datasets.no_match(claimed.name)
@@ -205,9 +205,11 @@ class Inbox:
                     "file_id": record.file_id, "file_name": record.name, "dataset": None,
                     "reason": reason})
                 continue
+            # The event says what was registered (a file announced again after a crash
+            # keeps its first record): the transformer checks the bytes against it.
             events.append((FileArrived(file_id=record.file_id, seq=record.seq,
                                        name=record.name, path=record.path,
-                                       sha256=record.sha256, size=size,
+                                       sha256=record.sha256, size=record.size_bytes,
                                        dataset=dataset.name), record))
         self.broker.publish_many([(FILES, *event.encode()) for event, _record in events])
         seconds = time.monotonic() - started
