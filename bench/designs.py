@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import tempfile
 import time
 import uuid
@@ -36,10 +35,12 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
+from bench.floors import psql, wait_all
 from bench.generate import generate
 from bench.generate_wide import generate as generate_wide
+from bench.proc import machine_busy_seconds
 from bench.stack import DATASETS
-from chute import copyrows
+from chute import copyrows, db
 from chute.datasets import Dataset
 from chute.datasets import load as load_datasets
 from chute.messages import RowBatch
@@ -51,13 +52,11 @@ RESULTS = Path(__file__).resolve().parent / "results" / "designs.json"
 
 @contextmanager
 def _scratch(admin_url: str) -> Iterator[str]:
+    """A database of its own for the run, dropped at the end."""
     name = f"chute_designs_{uuid.uuid4().hex[:8]}"
-    conn = psycopg2.connect(admin_url)
-    conn.autocommit = True
-    conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    conn.close()
+    url = admin_url.rsplit("/", 1)[0] + "/" + name
+    db.ensure_database(url)
     try:
-        url = admin_url.rsplit("/", 1)[0] + "/" + name
         conn = psycopg2.connect(url)
         conn.autocommit = True
         conn.cursor().execute("CREATE EXTENSION btree_gin")  # as chute's schema.sql
@@ -145,27 +144,6 @@ def designs(dataset: Dataset) -> dict[str, dict[str, Any]]:
     }
 
 
-def _psql(url: str, command: str, options: str = "") -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PGOPTIONS=options) if options else None
-    return subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", command],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-
-
-def _wait(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        _out, err = process.communicate()
-        if process.returncode:
-            raise RuntimeError(f"psql failed: {err.decode(errors='replace').strip()}")
-
-
-def _busy_seconds() -> float:
-    """CPU time the whole machine has spent busy (/proc/stat): the server's backends
-    come and go with their sessions, so their own counters cannot be read after."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[:7])
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(url: str, dataset: Dataset, design: dict[str, Any], paths: list[Path]
             ) -> dict[str, Any]:
     conn = psycopg2.connect(url)
@@ -176,14 +154,14 @@ def measure(url: str, dataset: Dataset, design: dict[str, Any], paths: list[Path
         cur.execute(statement)
     cur.execute("CHECKPOINT")  # each design starts with the same clean buffers
     columns = copy_columns(dataset).as_string(conn)
-    started, busy = time.perf_counter(), _busy_seconds()
-    _wait([_psql(url, f"\\copy {dataset.table} ({columns}) FROM '{p}' (FORMAT binary)",
+    started, busy = time.perf_counter(), machine_busy_seconds()
+    wait_all([psql(url, f"\\copy {dataset.table} ({columns}) FROM '{p}' (FORMAT binary)",
                  design.get("options", "")) for p in paths])
     copy_s = time.perf_counter() - started
     for statement in design.get("after", []):
         cur.execute(statement)
     total_s = time.perf_counter() - started
-    cpu_s = _busy_seconds() - busy
+    cpu_s = machine_busy_seconds() - busy
     cur.execute("SELECT pg_table_size(%s), pg_indexes_size(%s), count(*) FROM "
                 + sql.Identifier(dataset.table).as_string(conn), (dataset.table,) * 2)
     table_bytes, index_bytes, rows = cur.fetchone()

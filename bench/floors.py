@@ -17,6 +17,7 @@ nothing of chute's runs.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -32,12 +33,15 @@ FLOORS = {"bare": sql.SQL("CREATE TABLE {} (LIKE {})"),
           "schema": sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)")}
 
 
-def _psql(database_url: str, command: str) -> subprocess.Popen[bytes]:
+def psql(database_url: str, command: str, options: str = "") -> subprocess.Popen[bytes]:
+    """One `psql -c` in the background; `options` are its session's PGOPTIONS."""
+    env = dict(os.environ, PGOPTIONS=options) if options else None
     return subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", database_url,
-                             "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env)
 
 
-def _wait(processes: list[subprocess.Popen[bytes]]) -> None:
+def wait_all(processes: list[subprocess.Popen[bytes]]) -> None:
     failures = []
     for process in processes:
         _out, err = process.communicate()
@@ -57,8 +61,8 @@ def _export(database_url: str, dataset: Dataset, conn: Any, streams: int, batch_
         query = (f"SELECT {columns} FROM (SELECT *, (row_number() OVER (ORDER BY file_seq, "
                  f"line) - 1) / {batch_size} % {streams} AS stream FROM {table}) numbered "
                  f"WHERE stream = {k} ORDER BY file_seq, line")
-        processes.append(_psql(database_url, f"\\copy ({query}) TO '{path}' (FORMAT binary)"))
-    _wait(processes)
+        processes.append(psql(database_url, f"\\copy ({query}) TO '{path}' (FORMAT binary)"))
+    wait_all(processes)
     return paths
 
 
@@ -77,7 +81,7 @@ def floors(database_url: str, dataset: Dataset, streams: int, batch_size: int,
             with conn.cursor() as cur:
                 cur.execute(create.format(sql.Identifier(name), sql.Identifier(dataset.table)))
             started = time.perf_counter()
-            _wait([_psql(database_url, f"\\copy {name} ({columns}) FROM '{path}' "
+            wait_all([psql(database_url, f"\\copy {name} ({columns}) FROM '{path}' "
                                        "(FORMAT binary)") for path in paths])
             seconds = time.perf_counter() - started
             with conn.cursor() as cur:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,14 +110,19 @@ def generate(path: Path, rows: int, seed: int = 7) -> Generated:
     return Generated(path, rows, rejects, path.stat().st_size)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def cli(make: Callable[[Path, int, int], Generated], seed: int, doc: str) -> None:
+    """A generator's command line: OUT, --rows, --seed; says what it wrote."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=seed)
     args = parser.parse_args()
-    made = generate(args.out, args.rows, args.seed)
+    made = make(args.out, args.rows, args.seed)
     print(f"{made.path}: {made.rows} rows, {made.rejects} to reject, {made.size} bytes")
+
+
+def main() -> None:
+    cli(generate, seed=7, doc=__doc__)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,11 @@ in one column, spread over all twelve, each of a kind that column's rules must r
 
 from __future__ import annotations
 
-import argparse
 import random
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from bench.generate import CHUNK, Generated, quote
+from bench.generate import CHUNK, Generated, cli, quote
 from bench.names import first_names, last_names
 
 HEADER = ("Order ID,Customer,Email,Qty,Store,Amount,Weight (kg),Paid,Order Date,Shipped At,"
@@ -117,13 +116,7 @@ def generate(path: Path, rows: int, seed: int = 11) -> Generated:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=11)
-    args = parser.parse_args()
-    made = generate(args.out, args.rows, args.seed)
-    print(f"{made.path}: {made.rows} rows, {made.rejects} to reject, {made.size} bytes")
+    cli(generate, seed=11, doc=__doc__)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,15 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy so far (/proc/stat): for processes that
+    come and go, such as the server's backends of short sessions, whose own counters
+    cannot be read after they end."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[:7])
+    return (user + nice + system + irq + softirq) / _TICKS
+
+
 def pids_named(command: str) -> list[int]:
     """Processes whose executable name is `command` (e.g. the broker's beam.smp)."""
     found = []
