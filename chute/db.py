@@ -637,7 +637,8 @@ def _complete_if_ready(cur: Any, file_id: str, keyed: bool,
         return None
     name, batches_total = row
     totals = (done.batches, done.rows_total) if done is not None else (None, None)
-    batches_total = totals[0] if done is not None else batches_total
+    if done is not None:
+        batches_total = done.batches
     if batches_total is None:
         return None
     # The keyed counts stay NULL for a dataset without a key (its ledger has none).
