@@ -22,7 +22,8 @@ BATCHES = Counter("chute_batches_total", "Batch messages handled, by outcome "
                   "(published, loaded, skipped as already loaded, failed)", ["outcome"])
 REDELIVERIES = Counter("chute_redeliveries_total",
                        "Messages that arrived again after an earlier delivery", ["queue"])
-BATCH_SECONDS = Histogram("chute_batch_seconds", "Time to load one batch (COPY + commit)",
+BATCH_SECONDS = Histogram("chute_batch_seconds", "Time to load one batch (COPY + commit; "
+                          "batches loaded together each count their share)",
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 FILE_SECONDS = Histogram("chute_file_seconds",
                          "Time to handle one file in this service (transform: read, clean "
