@@ -68,10 +68,6 @@ class Folders:
         self.archive = data_dir / "archive"
         self.quarantine = data_dir / "quarantine"
 
-    def ensure(self) -> None:
-        for folder in (self.inbox, self.work, self.archive, self.quarantine):
-            folder.mkdir(parents=True, exist_ok=True)
-
     def problem(self) -> str | None:
         """Why this process cannot use the data folder, or None when it can.
 

@@ -72,7 +72,7 @@ class InboxEvents(FileSystemEventHandler):
 
 def run(config: Config, stop: Stop) -> None:
     folders = Folders(config.data_dir)
-    folders.ensure()
+    folders.check()  # start() checked too, but the folder may have changed since
     paths: queue.Queue[tuple[Path, bool]] = queue.Queue()
     announced: set[str] = set()  # confirmed in this process: no need to announce again
     observer = Observer()
