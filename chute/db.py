@@ -374,21 +374,48 @@ def load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | Non
 
 def load_batches(conn: Connection, work: list[tuple[Dataset, RowBatch]]
                  ) -> list[str | None]:
-    """load_batch for several batches of datasets without a key, in one transaction:
-    one commit for a group of small files. Each batch's statements are load_batch's,
-    in order; one batch that fails rolls back the group, and the caller then loads
-    each alone, so that the batch at fault meets its own retries. Returns, for each
-    batch, what load_batch would.
+    """load_batch for several batches of datasets without a key, in one transaction
+    and a few statements: one ledger INSERT for all, one COPY of rows per dataset, one
+    of rejects, one completion (chute.complete_files) for all their files. A burst of
+    small files costs a handful of statements per group instead of several per file.
+    One batch that fails rolls back the group, and the caller then loads each alone,
+    so that the batch at fault meets its own retries. Returns, for each batch, its
+    file's name when the file is `loaded` afterwards.
 
-    Keyed batches are not grouped: their rows lock keys, and two groups taking keys of
-    different batches in different orders could deadlock.
+    The caller sorts `work` by (file_id, batch_no): two loaders' groups then lock
+    their files' rows in the same order. Keyed batches are not grouped: their rows lock
+    keys, and two groups taking keys of different batches in different orders could
+    deadlock.
     """
     assert not any(dataset.key for dataset, _batch in work)
+    batches = [batch for _dataset, batch in work]
     with transaction(conn) as cur:
-        outcomes = [_load_in(cur, dataset, batch) for dataset, batch in work]
-    for (_dataset, batch), (_completed, fresh, counts) in zip(work, outcomes, strict=True):
-        _count(batch, fresh, counts)
-    return [completed for completed, _fresh, _counts in outcomes]
+        cur.execute(
+            """INSERT INTO chute.batches (file_id, batch_no, rows_loaded, rows_rejected)
+               SELECT * FROM unnest(%s::uuid[], %s::integer[], %s::integer[], %s::integer[])
+               ON CONFLICT DO NOTHING RETURNING file_id::text, batch_no""",
+            ([b.file_id for b in batches], [b.batch_no for b in batches],
+             [b.row_count for b in batches], [b.reject_count for b in batches]),
+        )
+        fresh = set(cur.fetchall())
+        new = [(dataset, batch) for dataset, batch in work
+               if (batch.file_id, batch.batch_no) in fresh]
+        # Binary COPY tuples and COPY text lines both concatenate: one COPY for many.
+        by_dataset: dict[str, tuple[Dataset, list[bytes]]] = {}
+        for dataset, batch in new:
+            by_dataset.setdefault(dataset.name, (dataset, []))[1].append(batch.rows)
+        for dataset, rows in by_dataset.values():
+            if any(rows):
+                _copy_rows(cur, dataset, b"".join(rows))
+        rejects = b"".join(batch.rejects for _dataset, batch in new)
+        if rejects:
+            _copy_rejects(cur, rejects)
+        # A file's totals come with its closing batch, when the group holds it.
+        totals = {batch.file_id: batch.done for batch in batches if batch.done is not None}
+        loaded = _complete(cur, list(dict.fromkeys(b.file_id for b in batches)), totals, ())
+    for batch in batches:
+        _count(batch, (batch.file_id, batch.batch_no) in fresh, None)
+    return [loaded.get(batch.file_id) for batch in batches]
 
 
 def _load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | None:
@@ -422,19 +449,35 @@ def _load_in(cur: Any, dataset: Dataset, batch: RowBatch
         elif batch.rows:
             _copy_rows(cur, dataset, batch.rows)
         if batch.rejects:
-            cur.copy_expert(
-                "COPY chute.rejects (file_id, line, reason, raw) FROM STDIN",
-                io.BytesIO(batch.rejects),
-            )
-        # The last batch closes its file (no FileDone): its totals are written with the
-        # completion, one UPDATE of the file's row.
-        completed = _complete_if_ready(cur, batch.file_id, bool(dataset.key), batch.done)
-    elif batch.done is not None and _record_totals(cur, batch.done):
-        # As a FileDone would: a redelivered closing batch whose file was reset.
-        completed = _complete_if_ready(cur, batch.file_id, bool(dataset.key))
-    else:
-        completed = _name_if_loaded(cur, batch.file_id)
+            _copy_rejects(cur, batch.rejects)
+    # The last batch closes its file (no FileDone): its totals are written with the
+    # completion. A redelivered closing batch whose file was reset (a retry) writes
+    # them again, as a FileDone would.
+    totals = {batch.file_id: batch.done} if batch.done is not None else {}
+    keyed = (dataset.name,) if dataset.key else ()
+    completed = _complete(cur, [batch.file_id], totals, keyed).get(batch.file_id)
     return completed, fresh, outcome
+
+
+def _complete(cur: Any, file_ids: list[str], totals: dict[str, FileDone],
+              keyed: Collection[str]) -> dict[str, str]:
+    """chute.complete_files (see schema.sql): {file_id: name} of the files among
+    `file_ids` that are `loaded` afterwards. `totals`: the FileDone (or a closing
+    batch's totals) of the files that have one in hand."""
+    cur.execute(
+        "SELECT loaded_id::text, loaded_name FROM chute.complete_files("
+        "%s::uuid[], %s::integer[], %s::bigint[], %s::text[])",
+        (file_ids,
+         [totals[f].batches if f in totals else None for f in file_ids],
+         [totals[f].rows_total if f in totals else None for f in file_ids],
+         list(keyed)),
+    )
+    return dict(cur.fetchall())
+
+
+def _copy_rejects(cur: Any, rejects: bytes) -> None:
+    cur.copy_expert("COPY chute.rejects (file_id, line, reason, raw) FROM STDIN",
+                    io.BytesIO(rejects))
 
 
 def _count(batch: RowBatch, fresh: bool, outcome: tuple[int, int, int] | None) -> None:
@@ -580,90 +623,7 @@ def record_done(conn: Connection, done: FileDone,
     `keyed` names the datasets that have a key: a keyed file without rows (a header
     alone) then counts 0 inserted, replaced and ignored, not NULL."""
     with transaction(conn) as cur:
-        cur.execute(
-            """UPDATE chute.files SET batches_total = %s, rows_total = %s
-               WHERE file_id = %s AND state = 'processing' RETURNING dataset""",
-            (done.batches, done.rows_total, done.file_id),
-        )
-        row = cur.fetchone()
-        if row is None:
-            return _name_if_loaded(cur, done.file_id)
-        return _complete_if_ready(cur, done.file_id, row[0] in keyed)
-
-
-def _record_totals(cur: Any, done: FileDone) -> bool:
-    """Set a processing file's totals (a FileDone, or a batch that closes its file);
-    False when the file is not processing."""
-    cur.execute(
-        """UPDATE chute.files SET batches_total = %s, rows_total = %s
-           WHERE file_id = %s AND state = 'processing'""",
-        (done.batches, done.rows_total, done.file_id),
-    )
-    return cur.rowcount > 0
-
-
-def _name_if_loaded(cur: Any, file_id: str) -> str | None:
-    cur.execute(
-        "SELECT name FROM chute.files WHERE file_id = %s AND state = 'loaded'", (file_id,)
-    )
-    row = cur.fetchone()
-    return row[0] if row else None
-
-
-def _complete_if_ready(cur: Any, file_id: str, keyed: bool,
-                       done: FileDone | None = None) -> str | None:
-    # Exactly one transaction must see the file complete, whichever loaders hold its
-    # last batch and its FileDone. Every caller has already written its own piece (a
-    # ledger row, or batches_total), then takes this row lock: the transactions that
-    # could complete the file run this part one at a time. Under READ COMMITTED (the
-    # default; REPEATABLE READ would break this) the count below takes a fresh snapshot
-    # after the lock is granted, so it sees every piece committed by the holders before
-    # it, plus its own: whichever of them goes last sees them all, and an earlier one
-    # sees at least one piece missing. A piece committed without passing here cannot
-    # exist: record_done's UPDATE takes the same lock, and load_batch always ends here.
-    # NO KEY UPDATE, not UPDATE: the ledger's foreign key takes KEY SHARE on this row,
-    # which NO KEY UPDATE does not conflict with, so two batches of one file never
-    # deadlock; FOR UPDATE would make each wait for the other's KEY SHARE.
-    # A closing batch (`done`) writes its totals under this same lock, with the
-    # completion when it completes the file: every reader of batches_total holds the
-    # lock, so the totals count as written before it, as the argument above needs.
-    cur.execute(
-        """SELECT name, batches_total FROM chute.files
-           WHERE file_id = %s AND state = 'processing' FOR NO KEY UPDATE""",
-        (file_id,),
-    )
-    row = cur.fetchone()
-    if row is None:
-        return None
-    name, batches_total = row
-    totals = (done.batches, done.rows_total) if done is not None else (None, None)
-    if done is not None:
-        batches_total = done.batches
-    if batches_total is None:
-        return None
-    # The keyed counts stay NULL for a dataset without a key (its ledger has none).
-    zero = 0 if keyed else None
-    cur.execute(
-        """SELECT count(*), coalesce(sum(rows_loaded), 0), coalesce(sum(rows_rejected), 0),
-                  coalesce(sum(rows_inserted), %(zero)s), coalesce(sum(rows_replaced), %(zero)s),
-                  coalesce(sum(rows_ignored), %(zero)s)
-           FROM chute.batches WHERE file_id = %(file_id)s""",
-        {"file_id": file_id, "zero": zero},
-    )
-    batches, loaded, rejected, inserted, replaced, ignored = cur.fetchone()
-    if batches < batches_total:
-        if done is not None:
-            _record_totals(cur, done)
-        return None
-    cur.execute(
-        """UPDATE chute.files SET state = 'loaded', rows_loaded = %s, rows_rejected = %s,
-                  rows_inserted = %s, rows_replaced = %s, rows_ignored = %s,
-                  finished_at = now(), batches_total = coalesce(%s, batches_total),
-                  rows_total = coalesce(%s, rows_total)
-           WHERE file_id = %s""",
-        (loaded, rejected, inserted, replaced, ignored, *totals, file_id),
-    )
-    return name
+        return _complete(cur, [done.file_id], {done.file_id: done}, keyed).get(done.file_id)
 
 
 # --- recovery ----------------------------------------------------------------------

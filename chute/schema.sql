@@ -104,6 +104,80 @@ CREATE TABLE IF NOT EXISTS chute.worker_problems (
     PRIMARY KEY (service, instance)
 );
 
+-- A file's completion, for the loaders: for each file given (the caller sorts them by
+-- file_id, so two loaders' groups lock them in the same order), after the caller has
+-- written its own pieces in this transaction (ledger rows, or the totals that a closing
+-- batch or a FileDone carries, passed here as batches_totals/rows_totals, NULL where the
+-- caller has none), the file becomes `loaded` if every batch is in the ledger.
+-- Exactly one transaction must see a file complete, whichever loaders hold its last
+-- batch and its totals. Each caller takes the file's row lock before counting: the
+-- transactions that could complete the file run this part one at a time. Under READ
+-- COMMITTED (the default; REPEATABLE READ would break this) each statement of a
+-- VOLATILE function takes a fresh snapshot, so the count, after the lock is granted,
+-- sees every piece committed by the holders before it, plus its own: whichever goes
+-- last sees them all, and an earlier one sees at least one piece missing. Totals are
+-- written under the same lock, so they too count as written before the next holder.
+-- NO KEY UPDATE, not UPDATE: the ledger's foreign key takes KEY SHARE on this row,
+-- which NO KEY UPDATE does not conflict with, so two batches of one file never
+-- deadlock; FOR UPDATE would make each wait for the other's KEY SHARE.
+-- The keyed counts stay NULL for a dataset without a key (keyed_datasets names those
+-- with one). Returns (file_id, name) of each file that is `loaded` afterwards, whether
+-- now or before: the caller moves it to archive/ (a move is idempotent).
+CREATE OR REPLACE FUNCTION chute.complete_files(file_ids uuid[], batches_totals integer[],
+                                                rows_totals bigint[], keyed_datasets text[])
+RETURNS TABLE (loaded_id uuid, loaded_name text)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    i integer;
+    found_file record;
+    total integer;
+    zero bigint;
+    counts record;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(file_ids, 1), 0) LOOP
+        loaded_id := file_ids[i];
+        SELECT f.name, f.batches_total, f.dataset INTO found_file
+          FROM chute.files f WHERE f.file_id = loaded_id AND f.state = 'processing'
+           FOR NO KEY UPDATE;
+        IF NOT FOUND THEN
+            SELECT f.name INTO loaded_name
+              FROM chute.files f WHERE f.file_id = loaded_id AND f.state = 'loaded';
+            IF FOUND THEN
+                RETURN NEXT;
+            END IF;
+            CONTINUE;
+        END IF;
+        total := coalesce(batches_totals[i], found_file.batches_total);
+        IF total IS NULL THEN
+            CONTINUE;  -- its totals are still to come
+        END IF;
+        zero := CASE WHEN found_file.dataset = ANY(keyed_datasets) THEN 0 END;
+        SELECT count(*) AS batches, coalesce(sum(b.rows_loaded), 0) AS loaded,
+               coalesce(sum(b.rows_rejected), 0) AS rejected,
+               coalesce(sum(b.rows_inserted), zero) AS inserted,
+               coalesce(sum(b.rows_replaced), zero) AS replaced,
+               coalesce(sum(b.rows_ignored), zero) AS ignored
+          INTO counts FROM chute.batches b WHERE b.file_id = loaded_id;
+        IF counts.batches < total THEN
+            IF batches_totals[i] IS NOT NULL THEN
+                UPDATE chute.files f SET batches_total = batches_totals[i],
+                       rows_total = rows_totals[i]
+                 WHERE f.file_id = loaded_id;
+            END IF;
+            CONTINUE;
+        END IF;
+        UPDATE chute.files f SET state = 'loaded', rows_loaded = counts.loaded,
+               rows_rejected = counts.rejected, rows_inserted = counts.inserted,
+               rows_replaced = counts.replaced, rows_ignored = counts.ignored,
+               finished_at = now(), batches_total = total,
+               rows_total = coalesce(rows_totals[i], f.rows_total)
+         WHERE f.file_id = loaded_id;
+        loaded_name := found_file.name;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
 -- The transformer's claim of a group of files, in one round trip: for each file, in
 -- the order given (the caller sorts them by sha256, the order every transformer uses,
 -- so two groups holding files of the same content cannot deadlock), the file's row is

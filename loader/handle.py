@@ -103,12 +103,11 @@ class BatchHandler:
         share = (time.monotonic() - started) / len(group)  # as the watcher's files
         for _ in group:
             metrics.BATCH_SECONDS.observe(share)
-        moved = [(batch.file_id, name) for (_d, _ds, batch), name
-                 in zip(group, completed, strict=True) if name is not None]
+        moved = {batch.file_id: name for (_d, _ds, batch), name
+                 in zip(group, completed, strict=True) if name is not None}
         if moved:
-            self._archive_all(moved)
-        for delivery, _dataset, _batch in group:
-            self.broker.ack(delivery)
+            self._archive_all(list(moved.items()))
+        self.broker.ack_all([delivery for delivery, _dataset, _batch in group])
 
     def _decoded(self, delivery: Delivery) -> RowBatch | FileDone | None:
         try:
