@@ -105,8 +105,7 @@ class FileHandler:
                 done.append(delivery)
         self.broker.publish_many(self.closing)
         self.closing = []
-        for delivery in done:
-            self.broker.ack(delivery)
+        self.broker.ack_all(done)
 
     def _begin_all(self, events: list[FileArrived]) -> dict[str, tuple[str, int, set[int]]]:
         """Claim a group's files for transforming in one transaction (one commit); {}
