@@ -43,17 +43,21 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq) / _TICKS
 
 
-def pids_named(command: str) -> list[int]:
-    """Processes whose executable name is `command` (e.g. the broker's beam.smp)."""
+def oldest_named(command: str) -> int | None:
+    """The longest-running process whose executable name is `command`: the broker's
+    beam.smp, not the short-lived one that each rabbitmqctl runs beside it (counted, it
+    made a restart appear where there was none)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 if (entry / "comm").read_text().strip() == command:
-                    found.append(int(entry.name))
-            except OSError:
+                    stat = (entry / "stat").read_text()
+                    started = int(stat[stat.rindex(")") + 2 :].split()[19])
+                    found.append((started, int(entry.name)))
+            except (OSError, ValueError):
                 continue
-    return found
+    return min(found)[1] if found else None
 
 
 def machine() -> dict[str, object]:

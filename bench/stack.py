@@ -215,8 +215,8 @@ class Stack:
 
     # --- what the processes used ------------------------------------------------------
 
-    def servers(self) -> tuple[str, list[int]]:
-        """When PostgreSQL last started, and the broker's process ids: if either changes
+    def servers(self) -> tuple[str, int | None]:
+        """When PostgreSQL last started, and the broker's process id: if either changes
         during a measurement, a server restarted under it and its timings are inflated."""
         if self.db is None or self.db.closed:
             self._connect()
@@ -224,7 +224,7 @@ class Stack:
         with self.db.cursor() as cur:
             cur.execute("SELECT pg_postmaster_start_time()::text")
             started = cur.fetchone()[0]
-        return started, sorted(proc.pids_named("beam.smp"))
+        return started, proc.oldest_named("beam.smp")
 
     def workers(self) -> list[tuple[str, int]]:
         """(label, pid) of each service, e.g. ("transformer-2", 1234)."""
@@ -252,8 +252,8 @@ class Stack:
                         "AND pid <> pg_backend_pid()")
             backends = [row[0] for row in cur.fetchall()]
         used["postgres backends"] = sum(proc.cpu_seconds(pid) or 0.0 for pid in backends)
-        used["rabbitmq (whole broker)"] = sum(proc.cpu_seconds(pid) or 0.0
-                                              for pid in proc.pids_named("beam.smp"))
+        broker = proc.oldest_named("beam.smp")
+        used["rabbitmq (whole broker)"] = (proc.cpu_seconds(broker) or 0.0) if broker else 0.0
         return used
 
     def log_events(self, service: str, event: str) -> list[dict[str, object]]:
