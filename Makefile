@@ -57,7 +57,7 @@ lint: install
 # Then bursts of 1,000 and 10,000 small files (about 5 minutes): bench/results/burst.json.
 bench: install
 	$(BIN)/python -m bench.run --sizes 1000000,5000000
-	$(BIN)/python -m bench.burst --bursts 1000,10000 --workers 2+3
+	$(BIN)/python -m bench.burst --bursts 1000,10000 --workers 1+2,2+3
 
 # build/chute-lambda.zip: chute and its dependencies for AWS Lambda (Linux x86_64).
 aws-package: install

@@ -1,4 +1,4 @@
-"""Bursts of many small files: `python -m bench.burst [--bursts 1000,10000] [--workers 2+3]`.
+"""Bursts of many small files: `python -m bench.burst [--bursts 1000,10000] [--workers 1+2,2+3]`.
 
 Each burst is N seeded people files of 100 rows (realistic values, a few bad rows),
 renamed into the inbox at once on a fresh stack. Reported: files/s and rows/s from the
@@ -31,6 +31,7 @@ import psycopg2
 from bench import proc, report
 from bench.generate import Generated, generate
 from bench.stack import FINAL, Stack
+from chute.stack import REPLICAS
 
 RESULTS = Path(__file__).resolve().parent / "results" / "burst.json"
 PREFIX = "burst-"
@@ -54,11 +55,11 @@ def _counts(text: str) -> list[int]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.burst", description=__doc__)
     parser.add_argument("--bursts", type=_counts, default=[1_000, 10_000],
-                        help="files per burst, each on the default stack (1 + 2 workers)")
+                        help="files per burst, each on the default stack (as `make up`)")
     parser.add_argument("--rows", type=int, default=100, help="rows per file (default 100)")
-    parser.add_argument("--workers", type=_workers, default=[(2, 3)],
+    parser.add_argument("--workers", type=_workers, default=[(1, 2), (2, 3)],
                         help="transformers+loaders of the scale runs, each on a burst of "
-                             "the first size, beside its 1 + 2 run (default 2+3)")
+                             "the first size, beside its default run (default 1+2,2+3)")
     parser.add_argument("--rate", type=float, default=0,
                         help="drop the files at this many a second (default: all at once)")
     parser.add_argument("--batch-size", type=int, default=10_000)
@@ -308,8 +309,9 @@ def _short(label: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="chute-burst-"))
-    runs = [(n, 1, 2) for n in args.bursts]
-    runs += [(args.bursts[0], *pair) for pair in args.workers if pair != (1, 2)]
+    default = (REPLICAS["transformer"], REPLICAS["loader"])  # as `make up`
+    runs = [(n, *default) for n in args.bursts]
+    runs += [(args.bursts[0], *pair) for pair in args.workers if pair != default]
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": proc.machine(),
         "command": " ".join(["python -m bench.burst", *sys.argv[1:]]), "runs": []}

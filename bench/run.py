@@ -51,8 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="CHUTE_BATCH_SIZE for every run but the sweep (default 10000)")
     parser.add_argument("--batch-sizes", type=_sizes, default=[],
                         help="also time the first size with each of these batch sizes")
-    parser.add_argument("--transformers", type=int, default=1,
-                        help="transformers for the large-file runs (default 1)")
+    parser.add_argument("--transformers", type=int, default=REPLICAS["transformer"],
+                        help="transformers for the large-file runs (default: as `make up`, "
+                             f"{REPLICAS['transformer']})")
     parser.add_argument("--loaders", type=int, default=REPLICAS["loader"],
                         help="loaders for the large-file runs (default: as `make up`, "
                              f"{REPLICAS['loader']})")

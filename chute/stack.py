@@ -16,12 +16,16 @@ import time
 from chute.service import Stop, load_config, prepare_database
 
 SERVICES = ("watcher", "transformer", "loader", "api")
-# Processes per service. Two loaders: PostgreSQL's work for a batch (the COPY and its
-# indexes) runs in the loader's backend, and with one loader that backend is the limit.
-# Measured on 2 cores (make bench, 1M rows, two runs each): 6.7-8.1 s with one loader,
-# 6.5-6.9 s with two, which cost PostgreSQL about 2 CPU-seconds more in lock contention;
-# on more cores the gap grows. docker-compose.yml runs as many (a test checks).
-REPLICAS = {"loader": 2}
+# Processes per service; docker-compose.yml runs as many (a test checks).
+# Two loaders: PostgreSQL's work for a batch (the COPY and its indexes) runs in the
+# loader's backend, and with one loader that backend is the limit. Measured on 2 cores
+# (make bench, 1M rows, two runs each): 6.7-8.1 s with one loader, 6.5-6.9 s with two.
+# Two transformers: a transformer is one thread that waits for PostgreSQL (the claim)
+# and the broker (the confirms) between files, and with one, a burst of small files
+# queues in front of it. Measured on 2 cores (bench.burst, 10,000 files of 100 rows, one
+# run after the other): 212 files/s with one, 286 with two. A large file is read by one
+# transformer either way.
+REPLICAS = {"transformer": 2, "loader": 2}
 GRACE_SECONDS = 15.0
 
 
