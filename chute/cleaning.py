@@ -14,10 +14,11 @@ column's `take` cuts its word; then the type and its rules decide (coltypes.pars
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from chute.coltypes import Invalid, parse
-from chute.datasets import Column, Dataset
+from chute.coltypes import Invalid, Rules, parse
+from chute.datasets import Dataset
 
 
 class HeaderError(ValueError):
@@ -31,6 +32,15 @@ class Layout:
     dataset: Dataset
     count: int  # number of header fields; every data record must have exactly this many
     at: tuple[int | None, ...]  # per declared column: its header field, None if absent
+    # Per declared column, what clean_row needs of it, looked up once per file instead
+    # of once per value (the row-by-row path runs for every small file).
+    plan: tuple[_Step, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plan", tuple(
+            _Step(at, column.type.name == "text", column.nulls, column.needs_value,
+                  column.empty_reason, column.rules, column.take, column.label)
+            for column, at in zip(self.dataset.columns, self.at, strict=True)))
 
     @property
     def used(self) -> tuple[int, ...]:
@@ -78,13 +88,17 @@ def clean_text(text: str, collapse: bool) -> str:
     return text
 
 
-def take_word(text: str, take: str | None) -> str | None:
-    """The part of a clean text a column takes: all of it, its first word, or the rest
-    (None for a single word)."""
-    if take is None:
-        return text
-    first, _, rest = text.partition(" ")
-    return first if take == "first_word" else (rest or None)
+class _Step(NamedTuple):
+    """One column's part of clean_row (see Column)."""
+
+    at: int | None
+    collapse: bool  # a text column: whitespace runs become one space
+    nulls: frozenset[str]
+    needs_value: bool
+    empty_reason: str
+    rules: Rules
+    take: str | None
+    label: str
 
 
 def clean_row(fields: list[str], layout: Layout) -> tuple[object, ...] | str:
@@ -99,26 +113,22 @@ def clean_row(fields: list[str], layout: Layout) -> tuple[object, ...] | str:
         return f"expected {layout.count} fields, found {len(fields)}"
     values: list[object] = []
     problems: list[str] = []
-    for column, at in zip(layout.dataset.columns, layout.at, strict=True):
-        result = _clean_value(column, None if at is None else fields[at])
-        if isinstance(result, Invalid):
-            reason = f"{column.label}: {result.reason}"
+    for at, collapse, nulls, needs_value, empty_reason, rules, take, label in layout.plan:
+        text = None if at is None else clean_text(fields[at], collapse)
+        if text is None or text in nulls:
+            result: object = Invalid(empty_reason) if needs_value else None
+        else:
+            # Rules on text apply to the field as the file holds it, before a word is taken.
+            result = parse(text, rules)
+            if take is not None and type(result) is str:  # the column takes one word
+                first, _, rest = result.partition(" ")
+                result = first if take == "first_word" else (rest or None)
+                if result is None and needs_value:
+                    result = Invalid("has no word after the first")
+        if type(result) is Invalid:
+            reason = f"{label}: {result.reason}"  # type: ignore[attr-defined]
             if reason not in problems:  # two columns cut from one field: say it once
                 problems.append(reason)
         else:
             values.append(result)
     return "; ".join(problems) if problems else tuple(values)
-
-
-def _clean_value(column: Column, field: str | None) -> object:
-    text = None if field is None else clean_text(field, column.type.name == "text")
-    if text is None or text in column.nulls:
-        return Invalid(column.empty_reason) if column.needs_value else None
-    # Rules on text apply to the field as the file holds it, before a word is taken.
-    value = parse(text, column.rules)
-    if isinstance(value, Invalid) or column.take is None:
-        return value
-    word = take_word(value, column.take)  # type: ignore[arg-type]
-    if word is None and column.needs_value:
-        return Invalid("has no word after the first")
-    return word

@@ -31,11 +31,12 @@ _LINEAGE = struct.Struct(">iqiq")  # file_seq and line, each with its length
 def row(row_id: bytes, values: Sequence[object], types: Sequence[ColumnType],
         file_seq: int, line: int) -> bytes:
     """One tuple."""
-    return b"".join((
-        _START.pack(len(types) + 3, 16, row_id),
-        *(encode(value, kind) for value, kind in zip(values, types, strict=True)),
-        _LINEAGE.pack(8, file_seq, 8, line),
-    ))
+    if len(values) != len(types):
+        raise ValueError(f"{len(values)} values for {len(types)} columns")
+    parts = [_START.pack(len(types) + 3, 16, row_id)]
+    parts += map(encode, values, types)  # map: no generator frame per row
+    parts.append(_LINEAGE.pack(8, file_seq, 8, line))
+    return b"".join(parts)
 
 
 def wrap(rows: bytes) -> bytes:
