@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import uuid
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -397,9 +398,16 @@ def load_batches(conn: Connection, work: list[tuple[Dataset, RowBatch]]
             ([b.file_id for b in batches], [b.batch_no for b in batches],
              [b.row_count for b in batches], [b.reject_count for b in batches]),
         )
-        fresh = set(cur.fetchall())
-        new = [(dataset, batch) for dataset, batch in work
-               if (batch.file_id, batch.batch_no) in fresh]
+        # What the INSERT wrote, matched by the file id's canonical text. A batch sent
+        # twice (a transformer that crashed before its ack sends again what the ledger
+        # lacks) may be twice in one group: only its first copy is new.
+        unseen = set(cur.fetchall())
+        is_new = []
+        for batch in batches:
+            key = (_canonical(batch.file_id), batch.batch_no)
+            is_new.append(key in unseen)
+            unseen.discard(key)
+        new = [item for item, fresh in zip(work, is_new, strict=True) if fresh]
         # Binary COPY tuples and COPY text lines both concatenate: one COPY for many.
         by_dataset: dict[str, tuple[Dataset, list[bytes]]] = {}
         for dataset, batch in new:
@@ -413,8 +421,8 @@ def load_batches(conn: Connection, work: list[tuple[Dataset, RowBatch]]
         # A file's totals come with its closing batch, when the group holds it.
         totals = {batch.file_id: batch.done for batch in batches if batch.done is not None}
         loaded = _complete(cur, list(dict.fromkeys(b.file_id for b in batches)), totals, ())
-    for batch in batches:
-        _count(batch, (batch.file_id, batch.batch_no) in fresh, None)
+    for batch, fresh in zip(batches, is_new, strict=True):
+        _count(batch, fresh, None)
     return [loaded.get(batch.file_id) for batch in batches]
 
 
@@ -462,8 +470,8 @@ def _load_in(cur: Any, dataset: Dataset, batch: RowBatch
 def _complete(cur: Any, file_ids: list[str], totals: dict[str, FileDone],
               keyed: Collection[str]) -> dict[str, str]:
     """chute.complete_files (see schema.sql): {file_id: name} of the files among
-    `file_ids` that are `loaded` afterwards. `totals`: the FileDone (or a closing
-    batch's totals) of the files that have one in hand."""
+    `file_ids` (as given) that are `loaded` afterwards. `totals`: the FileDone (or a
+    closing batch's totals) of the files that have one in hand."""
     cur.execute(
         "SELECT loaded_id::text, loaded_name FROM chute.complete_files("
         "%s::uuid[], %s::integer[], %s::bigint[], %s::text[])",
@@ -472,7 +480,13 @@ def _complete(cur: Any, file_ids: list[str], totals: dict[str, FileDone],
          [totals[f].rows_total if f in totals else None for f in file_ids],
          list(keyed)),
     )
-    return dict(cur.fetchall())
+    names = dict(cur.fetchall())  # by the canonical text of each id
+    return {f: names[_canonical(f)] for f in file_ids if _canonical(f) in names}
+
+
+def _canonical(file_id: str) -> str:
+    """A uuid as PostgreSQL writes it (a message may spell it otherwise)."""
+    return str(uuid.UUID(file_id))
 
 
 def _copy_rejects(cur: Any, rejects: bytes) -> None:

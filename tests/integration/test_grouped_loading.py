@@ -122,3 +122,35 @@ def test_the_loader_loads_a_burst_in_fewer_transactions_than_files(
         "SELECT count(*), count(DISTINCT finished_at) FROM chute.files")  # see above
     assert files == 6
     assert transactions < 6
+
+
+def test_a_batch_twice_in_one_group_loads_once(
+        environment: Environment, conn: db.Connection) -> None:
+    # A transformer that crashed before its ack sends its batches again: both copies are
+    # new messages, and one loader may take both in one round.
+    _file_id, messages = claim(environment, conn, "twice.csv",
+                               people(3, "Twice") + b"Bad Person,old,Town\n", 100)
+    batch, done = messages
+    closing = RowBatch(batch.file_id, batch.dataset, batch.batch_no, batch.row_count,
+                       batch.reject_count, batch.rows, batch.rejects, done.batches,
+                       done.rows_total)
+    assert closing.reject_count == 1
+
+    assert db.load_batches(conn, [(PEOPLE, closing), (PEOPLE, closing)]) == ["twice.csv"] * 2
+
+    assert file_row(environment, closing.file_id) == ("loaded", 4, 3, 1, None)
+    assert environment.sql("SELECT count(*) FROM people") == [(3,)]
+    assert environment.sql("SELECT count(*) FROM chute.rejects") == [(1,)]
+
+
+def test_a_group_matches_file_ids_however_they_are_spelled(
+        environment: Environment, conn: db.Connection) -> None:
+    [batch] = closing_batches(environment, conn, 1)
+    shouted = RowBatch(batch.file_id.upper(), batch.dataset, batch.batch_no,
+                       batch.row_count, batch.reject_count, batch.rows, batch.rejects,
+                       batch.batches_total, batch.rows_total)
+
+    assert db.load_batches(conn, [(PEOPLE, shouted)]) == ["small-0.csv"]
+
+    assert file_row(environment, batch.file_id) == ("loaded", 3, 3, 0, None)
+    assert environment.sql("SELECT count(*) FROM people") == [(3,)]
