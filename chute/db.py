@@ -481,7 +481,8 @@ def _complete(cur: Any, file_ids: list[str], totals: dict[str, FileDone],
          list(keyed)),
     )
     names = dict(cur.fetchall())  # by the canonical text of each id
-    return {f: names[_canonical(f)] for f in file_ids if _canonical(f) in names}
+    found = {f: names.get(_canonical(f)) for f in file_ids}
+    return {f: name for f, name in found.items() if name is not None}
 
 
 def _canonical(file_id: str) -> str:
