@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := docker-compose chromium wrk pgloader
+APT_PACKAGES := docker-compose chromium wrk pgloader faketime
 
 .PHONY: install up test lint bench clean system-packages aws-package
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 # Debian tools the tests and benchmarks use: docker-compose checks the compose file
 # offline (and runs it where `docker compose` is missing), chromium renders the status
-# page, wrk and pgloader are benchmark peers.
+# page, wrk and pgloader are benchmark peers, faketime steps the workers' clock in a test.
 # Installed only when missing, and only where apt-get can run as root.
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -56,7 +56,9 @@ SCHEMAS: dict[str, Any] = {
         "file_id": {"type": "string", "format": "uuid"},
         "name": {"type": "string"},
         "dataset": _nullable({"type": "string"}),
-        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "sha256": _nullable({"type": "string", "pattern": "^[0-9a-f]{64}$",
+                             "description": "Null for a file quarantined unread (a "
+                             "symbolic link, a file chute may not read)."}),
         "state": {"type": "string", "enum": list(views.STATES)},
         "rows_total": _nullable(COUNT),
         "rows_loaded": _nullable(COUNT),
@@ -71,6 +73,10 @@ SCHEMAS: dict[str, Any] = {
                                    "(or than a later line of the file), so left out. Not "
                                    "rejects."}),
         "error": _nullable({"type": "string"}),
+        "move_error": _nullable({"type": "string", "description": "Why the finished file "
+                                 "is still in work/: its move to archive/ or quarantine/ "
+                                 "failed, and is tried again later. Null once it has "
+                                 "moved."}),
         "received_at": {"type": "string", "format": "date-time"},
         "finished_at": _nullable({"type": "string", "format": "date-time"}),
     }),

@@ -34,7 +34,7 @@ FILE_COLUMNS = """
     coalesce(f.rows_inserted, b.rows_inserted) AS rows_inserted,
     coalesce(f.rows_replaced, b.rows_replaced) AS rows_replaced,
     coalesce(f.rows_ignored, b.rows_ignored) AS rows_ignored,
-    f.error, f.received_at, f.finished_at
+    f.error, f.move_error, f.received_at, f.finished_at
 """
 
 # Files still processing have no final counts yet: show the ledger's running totals.
@@ -209,11 +209,12 @@ class Queries:
                ORDER BY line LIMIT $3""", file_id, after_line, limit)
 
     async def worker_problems(self, conn: asyncpg.Connection) -> list[asyncpg.Record]:
-        """Workers that reported lately that they cannot work, and why."""
+        """Workers that reported lately what keeps them from working (chute.health), and
+        why."""
         return await conn.fetch(
-            """SELECT service, instance, problem, reported_at FROM chute.worker_problems
+            """SELECT service, instance, kind, problem, reported_at FROM chute.worker_problems
                WHERE reported_at > now() - make_interval(secs => $1)
-               ORDER BY service, instance""", PROBLEM_SECONDS)
+               ORDER BY service, instance, kind""", PROBLEM_SECONDS)
 
 def _table(dataset: Dataset) -> str:
     return f'public."{dataset.table}"'

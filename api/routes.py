@@ -225,8 +225,9 @@ async def ready(request: web.Request) -> web.Response:
     """200 when both the database and the broker answer, else 503 naming which does not.
     Where the deployment has no broker (AWS Lambda), only the database is checked.
 
-    Also 503 while a worker reports that it cannot work (chute.worker_problems), naming
-    it and why. Workers that are absent are not a problem: the API may run alone.
+    Also 503 while a worker reports that it cannot work, is restarting or is waiting
+    (chute.worker_problems, written by chute.health), naming it and why. Workers that are
+    absent are not a problem: the API may run alone.
     """
     config = request.app[CONFIG]
     uses_broker = request.app[USES_BROKER]
@@ -235,9 +236,12 @@ async def ready(request: web.Request) -> web.Response:
         async with request.app[POOL].acquire(timeout=3) as conn:
             await conn.fetchval("SELECT 1", timeout=3)
             workers = await request.app[QUERIES].worker_problems(conn)
-        problems.extend(f"{w['service']} cannot work: {w['problem']}" for w in workers)
+        problems.extend(f"{w['service']} {w['kind']}: {w['problem']}" for w in workers)
     except (*DATABASE_UNAVAILABLE, asyncpg.PostgresError) as e:
         problems.append(f"database: {type(e).__name__}")
+    else:
+        if uses_broker:  # where workers run: can they connect? (max_connections reached)
+            problems.extend(await _new_connection_problem(config))
     loop = asyncio.get_running_loop()
     if uses_broker and not await loop.run_in_executor(None, broker.ping, config.amqp_url):
         problems.append("broker: no answer")
@@ -245,6 +249,18 @@ async def ready(request: web.Request) -> web.Response:
         raise ApiError(503, "not_ready", "; ".join(problems))
     return web.json_response({"status": "ready", "database": "ok",
                               "broker": "ok" if uses_broker else "not used"})
+
+
+async def _new_connection_problem(config: Config) -> list[str]:
+    """The API's pooled connection may outlive the server's will to take new ones, and a
+    worker that cannot connect cannot report it: so /ready opens one as the workers do,
+    to the database they write (not a standby the API may read), and closes it."""
+    try:
+        conn = await asyncpg.connect(config.database_url, timeout=3)
+    except (*DATABASE_UNAVAILABLE, asyncpg.PostgresError) as e:
+        return [f"database refuses new connections: {type(e).__name__}"]
+    await conn.close()
+    return []
 
 
 def _person(row: asyncpg.Record) -> dict[str, Any]:

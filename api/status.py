@@ -61,7 +61,7 @@ async def status_page(request: web.Request) -> web.Response:
         workers = await request.app[QUERIES].worker_problems(conn)
     # A worker that cannot work comes first: no file moves until it is fixed.
     problems = "".join(
-        f'<p class="problem"><strong>{escape(w["service"])} cannot work</strong> '
+        f'<p class="problem"><strong>{escape(w["service"])} {escape(w["kind"])}</strong> '
         f'({escape(w["instance"])}, {_time(w["reported_at"])}): {escape(w["problem"])}</p>\n'
         for w in workers)
     counts: dict[str, int] = {}

@@ -17,6 +17,8 @@ A queue that an earlier chute made with other arguments, such as a classic queue
 used as it is, with a warning (see Broker._declare_queue).
 
 Every publish waits for the broker's confirm: a message is not sent until confirmed.
+While the broker blocks publishing (a memory or disk alarm), a publish waits for as long
+as the alarm lasts, and the worker says so (chute.health; see Broker._on_connection_blocked).
 Dead-lettering is at-least-once too: the work queue keeps a message until both dead
 queues have confirmed it. Every pika error becomes BrokerUnavailable at this edge, so
 callers know one exception and the retry policy (chute.service) handles all of them.
@@ -37,8 +39,9 @@ import pika.exceptions
 import pika.spec
 from pika.adapters.blocking_connection import BlockingChannel
 
-from chute import metrics
+from chute import health, metrics
 from chute.config import amqp_nodes
+from chute.health import HEALTH, WAITING
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,8 @@ HEARTBEAT_SECONDS = 60
 # How often keep_alive_during serves the connection: well within any heartbeat a URL
 # may ask for, and cheap (one poll of the socket).
 SERVE_EVERY_SECONDS = 0.5
+# chute.health's topic for a broker that blocks our publishes (its memory or disk alarm).
+ALARM_TOPIC = "broker alarm"
 
 FILES = "files"
 BATCHES = "batches"
@@ -161,11 +166,21 @@ class Broker:
         self._found_as_is: set[str] = set()
         # Delivery tags received on the channel and not yet settled (see ack_all).
         self._unsettled: set[int] = set()
+        # While the broker blocks publishing: the timer that renews the report.
+        self._alarm_renewal: object | None = None
+        self._alarm_text = ""
         nodes = _node_parameters(url, 5)
         for node, params in zip(amqp_nodes(url), nodes, strict=True):
             if "heartbeat" not in urlsplit(node).query:  # CHUTE_AMQP_URL may set its own
                 params.heartbeat = HEARTBEAT_SECONDS
-            params.blocked_connection_timeout = 300
+            # No blocked_connection_timeout: a publish the broker blocks waits for as long
+            # as the alarm lasts. Giving up would not help: RabbitMQ's memory and disk
+            # alarms block publishers on every node of a cluster, so a new connection is
+            # blocked again, and each new session hands the message in hand back to its
+            # queue, which counts as a delivery: after DELIVERY_LIMIT of them a file would
+            # be dead-lettered for the broker's trouble. A blocked connection is not a
+            # dead one: the broker goes on sending heartbeats, so a broker that dies is
+            # still noticed.
         first = _first_node.get(url, 0) % len(nodes)
         order = nodes[first:] + nodes[:first]
         self.connection: pika.BlockingConnection | None = None
@@ -173,6 +188,14 @@ class Broker:
             self.connection = pika.BlockingConnection(order)
             # Which node answered: pika keeps a copy of its parameters, equal by host and port.
             self._node = nodes.index(self.connection._impl.params)
+            # On pika's connection underneath, not on the BlockingConnection: a
+            # BlockingConnection runs these callbacks only once a blocking call returns,
+            # and a blocked publish returns only when the alarm is over (measured, pika
+            # 1.3.2 and RabbitMQ 3.10: both callbacks came together, after the unblock).
+            self.connection._impl.add_on_connection_blocked_callback(
+                self._on_connection_blocked)
+            self.connection._impl.add_on_connection_unblocked_callback(
+                self._on_connection_unblocked)
             self.channel: BlockingChannel = self.connection.channel()
             self.channel.confirm_delivery()
             self._declare()
@@ -451,6 +474,46 @@ class Broker:
             settle()
         self._unsettled.discard(tag)
 
+    def _on_connection_blocked(self, _connection: Any, frame: Any) -> None:
+        """pika calls this, from inside whatever call is serving the connection (often
+        the publish that is blocked), when the broker blocks our publishes
+        (Connection.Blocked): a resource alarm, memory or disk. RabbitMQ sends it on the
+        first publish after the alarm went off, so only publishers hear of it; a
+        consumer's connection goes on.
+
+        Nothing is lost: the publish waits unconfirmed, and the message it came from
+        unacknowledged. The worker says why it waits, and says it again while the alarm
+        lasts (the API forgets a report after a few minutes), until it is unblocked or
+        the connection goes.
+        """
+        reason = str(getattr(frame.method, "reason", "") or "no reason given")
+        self._alarm_text = f"the broker blocks publishing: {reason}"
+        log.warning("the broker blocks publishing: waiting", extra={"reason": reason})
+        self._report_alarm()
+
+    def _report_alarm(self) -> None:
+        """Report the alarm, and again every REPORT_EVERY seconds on pika's own timer: it
+        runs in this thread whenever pika serves the connection, as it does throughout a
+        blocked publish, so no report can come after the alarm is cleared."""
+        HEALTH.report(WAITING, self._alarm_text, topic=ALARM_TOPIC)
+        if self.connection is not None:
+            ioloop = self.connection._impl.ioloop
+            if self._alarm_renewal is not None:
+                ioloop.remove_timeout(self._alarm_renewal)
+            self._alarm_renewal = ioloop.call_later(health.REPORT_EVERY, self._report_alarm)
+
+    def _on_connection_unblocked(self, _connection: Any, _frame: Any) -> None:
+        """pika calls this when the broker takes our publishes again
+        (Connection.Unblocked): the alarm is over, and the waiting publish goes on."""
+        log.info("the broker takes publishes again")
+        self._end_alarm()
+
+    def _end_alarm(self) -> None:
+        if self._alarm_renewal is not None and self.connection is not None:
+            self.connection._impl.ioloop.remove_timeout(self._alarm_renewal)
+        self._alarm_renewal = None
+        HEALTH.clear(WAITING, topic=ALARM_TOPIC)
+
     def _open(self) -> pika.BlockingConnection:
         if self.connection is None:
             raise BrokerUnavailable("broker: not connected")
@@ -469,6 +532,7 @@ class Broker:
                 self.connection.close()
         except Exception:  # noqa: BLE001 - closing a broken connection may fail any way
             pass
+        self._end_alarm()  # the next connection is told anew of an alarm that holds
 
 
 class _Pipeline:

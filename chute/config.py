@@ -57,6 +57,9 @@ class Config:
     datasets: Datasets
     # Where the API reads: a streaming standby, or (empty) the database itself.
     api_database_url: str = ""
+    # Symbolic links in the inbox are followed only to files under these folders
+    # (CHUTE_FOLLOW_LINKS_UNDER); none by default.
+    follow_links_under: tuple[Path, ...] = ()
 
     @property
     def amqp_nodes(self) -> tuple[str, ...]:
@@ -114,7 +117,20 @@ class Config:
             metrics_port=_integer("CHUTE_METRICS_PORT", metrics, 0, 65535) if metrics else None,
             datasets=_datasets(get("CHUTE_DATASETS"), table),
             api_database_url=api_database_url,
+            follow_links_under=_folders("CHUTE_FOLLOW_LINKS_UNDER",
+                                        get("CHUTE_FOLLOW_LINKS_UNDER")),
         )
+
+
+def _folders(name: str, value: str) -> tuple[Path, ...]:
+    """Folders separated by ':' (as in PATH), each one that exists, resolved."""
+    folders = []
+    for part in filter(None, value.split(os.pathsep)):
+        folder = Path(part)
+        if not folder.is_absolute() or not folder.is_dir():
+            raise ConfigError(f"{name}: {part!r} is not an absolute path to a folder")
+        folders.append(folder.resolve())
+    return tuple(folders)
 
 
 def _datasets(value: str, people_table: str) -> Datasets:

@@ -47,7 +47,7 @@ class FileRecord:
     seq: int
     name: str
     path: str
-    sha256: str
+    sha256: str | None  # None: never read (quarantined unread: a link, no permission)
     state: str
     error: str | None
     duplicate_of: str | None
@@ -178,17 +178,30 @@ def database_exists(url: str) -> bool:
 # --- workers that cannot work ------------------------------------------------------
 
 
-def report_problem(url: str, service: str, instance: str, problem: str) -> None:
-    """Record why `instance` of `service` cannot work, for the API's /ready to say."""
+def report_problem(url: str, service: str, instance: str, problem: str,
+                   kind: str = "cannot work") -> None:
+    """Record what keeps `instance` of `service` from working (chute.health's kinds), for
+    the API's /ready and status page to say."""
     conn = connect(url)
     try:
         with transaction(conn) as cur:
             cur.execute(
-                """INSERT INTO chute.worker_problems (service, instance, problem)
-                   VALUES (%s, %s, %s) ON CONFLICT (service, instance)
+                """INSERT INTO chute.worker_problems (service, instance, kind, problem)
+                   VALUES (%s, %s, %s, %s) ON CONFLICT (service, instance, kind)
                    DO UPDATE SET problem = excluded.problem, reported_at = now()""",
-                (service, instance, problem),
+                (service, instance, kind, problem),
             )
+    finally:
+        conn.close()
+
+
+def clear_problem(url: str, service: str, instance: str, kind: str) -> None:
+    """What `instance` reported of this kind is over."""
+    conn = connect(url)
+    try:
+        with transaction(conn) as cur:
+            cur.execute("DELETE FROM chute.worker_problems WHERE service = %s AND "
+                        "instance = %s AND kind = %s", (service, instance, kind))
     finally:
         conn.close()
 
@@ -250,15 +263,39 @@ def get_file(conn: Connection, file_id: str) -> FileRecord | None:
 
 
 def set_path(conn: Connection, file_id: str, path: str) -> None:
-    set_paths(conn, [(file_id, path)])
-
-
-def set_paths(conn: Connection, paths: list[tuple[str, str]]) -> None:
-    """Record where files went (file_id, path), in one transaction."""
     with transaction(conn) as cur:
-        for file_id, path in paths:
-            cur.execute("UPDATE chute.files SET path = %s WHERE file_id = %s",
-                        (path, file_id))
+        cur.execute("UPDATE chute.files SET path = %s WHERE file_id = %s", (path, file_id))
+
+
+def get_path(conn: Connection, file_id: str) -> str | None:
+    with transaction(conn) as cur:
+        cur.execute("SELECT path FROM chute.files WHERE file_id = %s", (file_id,))
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def move_paths(conn: Connection, moves: list[tuple[str, str, str]]) -> set[str]:
+    """Record where files are about to go (file_id, path recorded now, new path), in one
+    transaction, each only if its recorded path is still the one given (a concurrent
+    mover may have chosen first): the file ids recorded. A move recorded clears the
+    file's move_error: a failed move is tried again only by a new one."""
+    if not moves:
+        return set()
+    ids, old, new = (list(column) for column in zip(*moves, strict=True))
+    with transaction(conn) as cur:
+        cur.execute(
+            """UPDATE chute.files f SET path = m.new, move_error = NULL
+               FROM unnest(%s::uuid[], %s::text[], %s::text[]) AS m(file_id, old, new)
+               WHERE f.file_id = m.file_id AND f.path = m.old
+               RETURNING f.file_id::text""", (ids, old, new))
+        return {row[0] for row in cur.fetchall()}
+
+
+def set_move_error(conn: Connection, file_id: str, error: str | None) -> None:
+    """Why a finished file is still in work/ (None: it is not): shown with the file."""
+    with transaction(conn) as cur:
+        cur.execute("UPDATE chute.files SET move_error = %s WHERE file_id = %s",
+                    (error, file_id))
 
 
 # --- the transformer ---------------------------------------------------------------

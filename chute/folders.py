@@ -14,8 +14,11 @@ bytes a file name may have.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -53,6 +56,12 @@ class Claimed:
     file_id: str
     path: Path
     name: str  # its path under inbox/, "/"-separated
+
+
+def cannot_read(st: os.stat_result) -> str:
+    """The reason a file this process may not read is quarantined: whose it is, its mode."""
+    return (f"cannot read: permission denied (owner uid {st.st_uid}, mode "
+            f"{stat.S_IMODE(st.st_mode):o})")
 
 
 def reason_path(quarantined: Path) -> Path:
@@ -118,8 +127,12 @@ class Folders:
         for folder in sorted(self.work.iterdir()):
             if not folder.is_dir():
                 continue
+            # Not followed: a claimed link, FIFO or device is a claim too (the watcher
+            # quarantines it unread); hidden names are a move's temporary files.
             files = [entry for entry in sorted(folder.rglob("*"))
-                     if entry.is_file() and not entry.name.endswith(".reason.txt")]
+                     if not entry.is_dir() or entry.is_symlink()
+                     if not entry.name.endswith(".reason.txt")
+                     and not entry.name.startswith(".")]
             if not files:
                 shutil.rmtree(folder, ignore_errors=True)  # died between mkdir and rename
                 continue
@@ -129,52 +142,92 @@ class Folders:
     def work_path(self, file_id: str, name: str) -> Path:
         return self.work / file_id / name
 
-    def link_to_archive(self, file_id: str, name: str) -> Path | None:
-        return self._link_out(file_id, name, self.archive)
+    def free_name(self, file_id: str, name: str, target: Path) -> Path:
+        """Where a claimed file would go in `target` (archive/ or quarantine/): its own
+        name, or, if another file has that, its name with the file id in it. Free now;
+        the move itself (rename_noreplace) is what makes sure it still is."""
+        folder, _, base = name.rpartition("/")
+        stem, dot, ext = base.rpartition(".")
+        for tag in (file_id[:8], file_id):
+            candidates = (base, f"{stem}.{tag}.{ext}" if dot else f"{base}.{tag}")
+            for candidate in candidates:
+                dest = target / folder / candidate
+                if not os.path.lexists(dest):
+                    return dest
+        raise FileExistsError(f"{target}: {name} and its names with the file id are taken")
 
-    def link_to_quarantine(self, file_id: str, name: str, reason: str) -> Path | None:
-        dest = self._link_out(file_id, name, self.quarantine)
-        if dest is not None:
-            # The reason file is written after the link: the file itself is what matters.
-            reason_path(dest).write_text(reason + "\n")
-        return dest
-
-    def _link_out(self, file_id: str, name: str, target: Path) -> Path | None:
-        """The first half of moving a claimed file to `target`: a second name for it
-        there, keeping its name unless another file has it; `release` is the second.
-
-        Returns None if the file is no longer in work/ (moved by an earlier attempt):
-        moving is idempotent. A link made by an earlier attempt that stopped before the
-        release is found and returned again. Never replaces a file already in `target`:
-        two workers finishing files of the same name at once each keep theirs.
-        """
+    def old_link(self, file_id: str, name: str, target: Path) -> Path | None:
+        """A second name of the claimed file in `target`, left by a chute before 2026-12
+        that moved files by hard link and stopped before removing the first name."""
         source = self.work_path(file_id, name)
         folder, _, base = name.rpartition("/")
         stem, dot, ext = base.rpartition(".")
-        suffixed = f"{stem}.{file_id[:8]}.{ext}" if dot else f"{base}.{file_id[:8]}"
-        (target / folder).mkdir(parents=True, exist_ok=True)
-        for candidate in (base, suffixed):
-            dest = target / folder / candidate
-            try:
-                # A hard link, unlike a rename, fails if the name is taken, and in one step.
-                os.link(source, dest)
-            except FileNotFoundError:
-                return None
-            except FileExistsError:
-                if not _same_file(source, dest):
-                    continue  # another file's name: try the next
-                # else: an earlier attempt linked it and stopped before the release
-            return dest
-        raise FileExistsError(f"{target}: both {name} and its suffixed name are taken")
+        tag = file_id[:8]
+        for candidate in (base, f"{stem}.{tag}.{ext}" if dot else f"{base}.{tag}"):
+            if same_file(source, target / folder / candidate):
+                return target / folder / candidate
+        return None
 
-    def release(self, file_id: str, name: str) -> None:
-        """The second half of a move: the file's name in work/ goes, and its folder."""
-        source = self.work_path(file_id, name)
+    def reason_in_work(self, file_id: str, name: str, reason: str) -> Path:
+        """Write a quarantine reason into the file's folder in work/, whole or not at all
+        (a hidden temporary file, renamed): it follows the file once the file has moved.
+        A full disk fails here, before anything has moved."""
+        path = reason_path(self.work_path(file_id, name))
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            os.unlink(source)
-        except FileNotFoundError:
-            pass  # a concurrent attempt moved it too, to the same place
-        _remove_empty(source.parent, self.work)
+            temporary.write_text(reason + "\n")
+            os.replace(temporary, path)
+        except OSError:
+            temporary.unlink(missing_ok=True)
+            raise
+        return path
+
+    def settle(self, file_id: str, name: str, dest: Path, reason: Path | None) -> None:
+        """After a file's move to `dest`: its reason beside it, its folder in work/ gone."""
+        if reason is not None:
+            try:
+                os.replace(reason, reason_path(dest))
+            except FileNotFoundError:
+                pass  # a concurrent attempt moved it, to the same place
+        _remove_empty(self.work_path(file_id, name).parent, self.work)
+
+
+def rename_noreplace(source: Path, dest: Path) -> None:
+    """Rename `source` to `dest` in one step, failing with FileExistsError when `dest`
+    exists: two files of the same name finishing at once each keep theirs.
+
+    A rename, unlike the hard link that did this before, needs no ownership of the file:
+    Linux's fs.protected_hardlinks (on by default) forbids linking a file one does not
+    own, and an inbox is written by other users. renameat2(RENAME_NOREPLACE) is Linux's
+    (3.15+; ext4, xfs, btrfs, tmpfs, overlayfs); elsewhere, or on a filesystem without
+    it, a hard link and unlink, and where that too is refused, a rename checked first.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if _renameat2 is not None:
+        if _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(dest),
+                      _RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(code, os.strerror(code), str(source), None, str(dest))
+    try:
+        os.link(source, dest)
+    except PermissionError:
+        if os.path.lexists(dest):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dest)) from None
+        os.rename(source, dest)
+        return
+    os.unlink(source)
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)  # glibc 2.28+
+if _renameat2 is not None:
+    _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                           ctypes.c_uint]
+    _renameat2.restype = ctypes.c_int
 
 
 def _remove_empty(folder: Path, top: Path) -> None:
@@ -187,9 +240,10 @@ def _remove_empty(folder: Path, top: Path) -> None:
         folder = folder.parent
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """Two names of one file (links not followed: two links are two files)."""
     try:
-        return os.path.samefile(a, b)
+        return os.path.samestat(os.lstat(a), os.lstat(b))
     except FileNotFoundError:
         return False
 

@@ -6,7 +6,11 @@ keeps its own registry (api/metrics.py), served on its /metrics route.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+import threading
+from wsgiref.simple_server import make_server
+
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 
 FILES = Counter("chute_files_total", "Files that reached a final state here, by state",
                 ["state"])
@@ -30,11 +34,23 @@ FILE_SECONDS = Histogram("chute_file_seconds",
                          "and publish; watcher: hash and announce)",
                          buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 CONNECTED = Gauge("chute_connected", "1 while connected to the peer, else 0", ["peer"])
+MOVE_FAILURES = Counter("chute_file_move_failures_total",
+                        "Moves of a finished file out of work/ that failed (each is tried "
+                        "again later, with a growing pause), by destination", ["to"])
+RESTARTS = Counter("chute_session_restarts_total",
+                   "Sessions of this worker that ended in an unexpected error")
 
 
 def serve(port: int | None) -> None:
-    """Start the metrics endpoint in a background thread (no-op without a port)."""
+    """Start the metrics endpoint in a background thread (no-op without a port): the
+    metrics on every path, and the worker's own /health (chute.health)."""
+    from chute.health import health_app
+
     if port is not None:
-        start_http_server(port)
+        # As prometheus_client's start_http_server, with /health beside the metrics.
+        server = make_server("0.0.0.0", port, health_app(make_wsgi_app()),  # noqa: S104
+                             ThreadingWSGIServer, handler_class=_SilentHandler)
+        threading.Thread(target=server.serve_forever, daemon=True,
+                         name="metrics").start()
     for peer in ("broker", "database"):
         CONNECTED.labels(peer).set(0)

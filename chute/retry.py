@@ -34,6 +34,9 @@ def retry_file(config: Config, file_id: str) -> str:
         if record.dataset is None:  # nothing moved: the file stays where it is
             raise RetryError(f"{record.name}: no dataset matched it; declare one whose "
                              "`match` fits it, then drop the file in again")
+        if record.sha256 is None:  # never read: the watcher must look at it afresh
+            raise RetryError(f"{record.name} was never read ({record.error}): fix it, then "
+                             "drop it into the inbox again")
         folders = Folders(config.data_dir)
         work = folders.work_path(file_id, record.name)
         current = config.data_dir / record.path

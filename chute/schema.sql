@@ -11,7 +11,7 @@ CREATE TABLE IF NOT EXISTS chute.files (
     seq           bigserial UNIQUE,
     name          text NOT NULL,
     path          text NOT NULL,          -- where the file is now, relative to the data dir
-    sha256        text NOT NULL,
+    sha256        text,                   -- NULL: never read (see move_error below)
     size_bytes    bigint NOT NULL,
     state         text NOT NULL DEFAULT 'received' CHECK (state IN
                   ('received', 'processing', 'loaded', 'duplicate', 'quarantined', 'failed')),
@@ -51,6 +51,18 @@ BEGIN
         ALTER TABLE chute.files ADD COLUMN rows_inserted bigint,
                                 ADD COLUMN rows_replaced bigint,
                                 ADD COLUMN rows_ignored bigint;
+    END IF;
+END
+$$;
+-- Why a finished file is still in work/ (chute.placement): its move out failed and is
+-- tried again later; NULL once it has moved. A file never read (a link not followed, a
+-- file this service may not read) has no sha256.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM information_schema.columns WHERE table_schema = 'chute'
+                   AND table_name = 'files' AND column_name = 'move_error') THEN
+        ALTER TABLE chute.files ADD COLUMN move_error text,
+                                ALTER COLUMN sha256 DROP NOT NULL;
     END IF;
 END
 $$;
@@ -103,6 +115,19 @@ CREATE TABLE IF NOT EXISTS chute.worker_problems (
     reported_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (service, instance)
 );
+-- What kind of problem (chute.health): 'cannot work' (the worker stopped), 'is
+-- restarting' (its sessions keep failing), 'is waiting' (held by something outside it:
+-- the broker's alarm, a full disk). An instance may have one of each.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM information_schema.columns WHERE table_schema = 'chute'
+                   AND table_name = 'worker_problems' AND column_name = 'kind') THEN
+        ALTER TABLE chute.worker_problems ADD COLUMN kind text NOT NULL DEFAULT 'cannot work',
+            DROP CONSTRAINT worker_problems_pkey,
+            ADD PRIMARY KEY (service, instance, kind);
+    END IF;
+END
+$$;
 
 -- A file's completion, for the loaders: for each file given (the caller sorts them by
 -- file_id, so two loaders' groups lock them in the same order), after the caller has

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import socket
 import sys
 import threading
 import time
@@ -23,12 +22,16 @@ from chute.broker import Broker, BrokerUnavailable, Delivery
 from chute.config import Config, ConfigError
 from chute.db import DatabaseUnavailable
 from chute.folders import DataFolderUnusable, Folders
+from chute.health import CANNOT_WORK, HEALTH, RESTARTING, WAITING
 from chute.tables import DeclarationRefused
 
 log = logging.getLogger(__name__)
 
 MAX_DELAY = 30.0
-HEALTHY_SESSION = 30.0  # a session that ran this long resets the delay
+HEALTHY_SESSION = 30.0  # a session that ran this long resets the delay, and is healthy
+# Failed sessions in a row before the worker reports itself (chute.health): one failure
+# is an incident that the next session usually repairs; two are a loop worth a look.
+REPORT_AFTER = 2
 
 
 # Failures of our own (a row PostgreSQL refuses, an unreadable file, a bug) before a
@@ -93,11 +96,18 @@ def prepare_database(config: Config, stop: Stop, service: str) -> None:
 def run_with_reconnect(session: Callable[[], None], stop: Stop, once: bool = False) -> None:
     """Run `session` until `stop`; on a lost broker or database, back off and run it again.
 
-    With once=True, return after the first session that completes.
+    With once=True, return after the first session that completes. Sessions that keep
+    failing are never silent: from the REPORT_AFTER-th in a row, the worker reports that
+    it is restarting (an error of its own) or waiting (for the broker or the database),
+    with the last error in one line, until a session has run HEALTHY_SESSION seconds.
     """
     delay = 1.0
+    failures = 0
     while not stop():
         started = time.monotonic()
+        healthy = threading.Timer(HEALTHY_SESSION, _healthy)
+        healthy.daemon = True
+        healthy.start()
         try:
             session()
             if once:
@@ -105,17 +115,38 @@ def run_with_reconnect(session: Callable[[], None], stop: Stop, once: bool = Fal
         except DataFolderUnusable:
             raise  # no retry helps: the worker stops (cannot_work)
         except (BrokerUnavailable, DatabaseUnavailable) as e:
-            metrics.CONNECTED.labels(
-                "broker" if isinstance(e, BrokerUnavailable) else "database").set(0)
+            peer = "broker" if isinstance(e, BrokerUnavailable) else "database"
+            metrics.CONNECTED.labels(peer).set(0)
             log.warning("connection lost, retrying", extra={"error": str(e), "retry_in_s": delay})
-        except Exception:
+            failures += 1
+            if failures >= REPORT_AFTER:
+                HEALTH.report(WAITING, f"cannot reach the {peer}: {_one_line(e)}", "connection")
+        except Exception as e:
             # A bug must not kill the worker: its message goes back to the queue, and the
             # broker's delivery limit dead-letters a message that keeps failing.
             log.exception("session failed, restarting", extra={"retry_in_s": delay})
+            metrics.RESTARTS.inc()
+            failures += 1
+            if failures >= REPORT_AFTER:
+                HEALTH.report(RESTARTING, f"{failures} sessions failed in a row, the last "
+                              f"with {type(e).__name__}: {_one_line(e)}")
+        finally:
+            healthy.cancel()
         if time.monotonic() - started > HEALTHY_SESSION:
-            delay = 1.0
+            delay, failures = 1.0, 0
         stop.wait(delay)
         delay = min(delay + 1.0, MAX_DELAY)
+
+
+def _healthy() -> None:
+    """A session has run HEALTHY_SESSION seconds: whatever loop it was in is over."""
+    HEALTH.clear(RESTARTING)
+    HEALTH.clear(WAITING, "connection")
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or repr(error)
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def start(service: str) -> tuple[Config, Stop]:
@@ -131,6 +162,7 @@ def start(service: str) -> tuple[Config, Stop]:
     problem = Folders(config.data_dir).problem()
     if problem:
         cannot_work(config, stop, service, problem)
+    HEALTH.bind(config.database_url, service)
     metrics.serve(config.metrics_port)
     prepare_database(config, stop, service)
     run_with_reconnect(lambda: db.clear_problems(config.database_url, service), stop,
@@ -143,11 +175,10 @@ def cannot_work(config: Config, stop: Stop, service: str, problem: str) -> NoRet
     the API's /ready and status page read it), and exit 1; a supervisor that restarts
     the worker gets the same line, and a fresh report, each time."""
     print(f"chute {service}: cannot work: {problem}", file=sys.stderr, flush=True)
-    instance = socket.gethostname()
     prepare_database(config, stop, service)
     run_with_reconnect(
-        lambda: db.report_problem(config.database_url, service, instance, problem), stop,
-        once=True)
+        lambda: db.report_problem(config.database_url, service, HEALTH.instance, problem,
+                                  CANNOT_WORK), stop, once=True)
     raise SystemExit(1)
 
 

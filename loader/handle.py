@@ -182,14 +182,13 @@ class BatchHandler:
 
     def _archive_all(self, files: list[tuple[str, str]]) -> None:
         """Move loaded files (file_id, name) to archive/; a move that fails leaves its
-        file in work/ for the watcher's recovery, and never undoes the load."""
-        # ConnectionError (recording the paths): the batches are redelivered, the links
-        # are found and the paths recorded then (see placement).
-        moved, failed = self.broker.keep_alive_during(
+        file in work/ for the watcher's repair, and never undoes the load."""
+        # ConnectionError (recording the paths): the batches are redelivered, and the
+        # moves done again from what was recorded (see placement).
+        # A move that fails is recorded on its file by placement, which logs it; the
+        # watcher's repair tries it again later.
+        moved, _failed = self.broker.keep_alive_during(
             lambda: placement.archive_all(self.conn, self.folders, files))
-        for file_id, name, error in failed:
-            log.error("cannot archive a loaded file", extra={
-                "file_id": file_id, "file_name": name, "error": repr(error)})
         for file_id, name, _dest in moved:
             metrics.FILES.labels("loaded").inc()
             log.info("file loaded", extra={"file_id": file_id, "file_name": name})

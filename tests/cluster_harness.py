@@ -86,6 +86,23 @@ class RabbitNode:
                                f"{done.stdout}{done.stderr}")
         return done.stdout
 
+    def raise_memory_alarm(self) -> None:
+        """Set the node's memory alarm: a watermark no VM is below. The node blocks
+        every connection that publishes until clear_memory_alarm."""
+        self.ctl("set_vm_memory_high_watermark", "0.0000001")
+        wait_until(lambda: "memory" in self.alarms(), 30, 0.2, what=f"{self.name}'s alarm")
+
+    def clear_memory_alarm(self) -> None:
+        """Back to RabbitMQ's default watermark (0.4 of the machine's memory)."""
+        self.ctl("set_vm_memory_high_watermark", "0.4")
+        wait_until(lambda: "memory" not in self.alarms(), 30, 0.2,
+                   what=f"{self.name}'s alarm to clear")
+
+    def alarms(self) -> str:
+        """The node's resource alarms in force (rabbit_alarm:get_alarms(), as Erlang
+        prints it): "memory" appears while the memory alarm holds."""
+        return self.ctl("eval", "rabbit_alarm:get_alarms().")
+
     def pid(self) -> int | None:
         try:
             return int((self.base / "rabbit.pid").read_text().strip())
@@ -217,6 +234,17 @@ class PostgresServer:
                               timeout=timeout)
         if done.returncode != 0:
             raise RuntimeError(f"{command[0]}: {done.stdout}{done.stderr}")
+
+    def initdb(self, **settings: str) -> None:
+        """A new, empty server in `data` (its parent folder must exist), owned by the
+        postgres OS user, with `settings` added to its postgresql.conf."""
+        postgres = pwd.getpwnam("postgres")
+        os.chown(self.data.parent, postgres.pw_uid, postgres.pw_gid)
+        self.run(PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust",
+                 "-E", "UTF8", "--locale=C.UTF-8")
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write("fsync = off\n")
+            conf.writelines(f"{name} = {value}\n" for name, value in settings.items())
 
     def start(self) -> None:
         self.run(PG_BIN / "pg_ctl", "-D", self.data, "-l", self.data / "server.log",

@@ -69,11 +69,11 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float 
 class Environment:
     """A private database, namespace and data folder, and the env that points at them."""
 
-    def __init__(self, root: Path, **overrides: str) -> None:
+    def __init__(self, root: Path, data_dir: Path | None = None, **overrides: str) -> None:
         tag = uuid.uuid4().hex[:10]
         self.database = f"chute_test_{tag}"
         self.namespace = f"chute-test-{tag}"
-        self.data_dir = root / "data"
+        self.data_dir = data_dir or root / "data"
         for folder in ("inbox", "archive", "quarantine"):
             (self.data_dir / folder).mkdir(parents=True, exist_ok=True)
         self.api_port = free_port()
@@ -174,23 +174,29 @@ class Services:
         self.environment = environment
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(self, name: str, **env: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, as_uid: int | None = None, **env: str
+              ) -> subprocess.Popen[bytes]:
+        """`as_uid`: run as that user and group, without root's capabilities (util-linux
+        setpriv, as docker/entrypoint.sh does), for tests about who owns what."""
         index = len(self.processes)
         log = (self.environment.logs / f"{index:02d}-{name}.log").open("wb")
+        user = [] if as_uid is None else [
+            "setpriv", f"--reuid={as_uid}", f"--regid={as_uid}", "--clear-groups", "--"]
         process = subprocess.Popen(
-            [sys.executable, "-m", name], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-            env={**self.environment.env, **env},
+            [*user, sys.executable, "-m", name], cwd=REPO, stdout=log,
+            stderr=subprocess.STDOUT, env={**self.environment.env, **env},
         )
         self.processes.append((name, process))
         return process
 
-    def start_all(self, transformers: int = 1, loaders: int = 1) -> None:
+    def start_all(self, transformers: int = 1, loaders: int = 1,
+                  as_uid: int | None = None) -> None:
         self.start("api")
-        self.start("watcher")
+        self.start("watcher", as_uid)
         for _ in range(transformers):
-            self.start("transformer")
+            self.start("transformer", as_uid)
         for _ in range(loaders):
-            self.start("loader")
+            self.start("loader", as_uid)
         self.wait_for_api()
 
     def wait_for_api(self) -> None:

@@ -15,13 +15,14 @@ import logging
 import os
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from chute import db, metrics, placement
 from chute.broker import BATCHES, Broker, Delivery
 from chute.config import Config
 from chute.datasets import Dataset
-from chute.folders import Folders
+from chute.folders import Folders, cannot_read
 from chute.messages import FileArrived, FileDone, MessageDecodeError, RowBatch
 from chute.service import Interrupted, Stop, give_up_or_retry
 from chute.transform import FileUnusable, transform
@@ -175,7 +176,8 @@ class FileHandler:
         path = self.config.data_dir / event.path
         started = time.monotonic()
         try:
-            with path.open("rb") as raw:
+            # O_NOFOLLOW: work/ holds what the watcher claimed and inspected, never a link.
+            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as raw:
                 size = os.fstat(raw.fileno()).st_size
                 if size != event.size:  # cheap: most changes show in the size
                     raise FileChanged(f"file changed after it was claimed: {size} bytes, "
@@ -192,10 +194,10 @@ class FileHandler:
                 done = self._publish_batches(raw, dataset, event, batch_size,
                                              already_loaded)
         except FileUnusable as e:
-            db.finish_file(self.conn, event.file_id, "quarantined", str(e))
-            placement.quarantine(self.conn, self.folders, event.file_id, event.name, str(e))
-            metrics.FILES.labels("quarantined").inc()
-            log.warning("file quarantined", extra=context | {"reason": str(e)})
+            self._quarantine(event, str(e), context)
+            return
+        except PermissionError:  # its mode changed since the watcher read it
+            self._quarantine(event, _cannot_read(path), context)
             return
         except FileNotFoundError:
             if db.fail_file(self.conn, event.file_id, f"file disappeared: {event.path}"):
@@ -207,6 +209,12 @@ class FileHandler:
             "rows_total": done.rows_total, "batches": done.batches,
             "batches_skipped": len(already_loaded),
             "duration_ms": round((time.monotonic() - started) * 1000, 1)})
+
+    def _quarantine(self, event: FileArrived, reason: str, context: dict[str, Any]) -> None:
+        db.finish_file(self.conn, event.file_id, "quarantined", reason)
+        placement.quarantine(self.conn, self.folders, event.file_id, event.name, reason)
+        metrics.FILES.labels("quarantined").inc()
+        log.warning("file quarantined", extra=context | {"reason": reason})
 
     def _publish_batches(self, raw: BinaryIO, dataset: Dataset, event: FileArrived,
                          batch_size: int, already_loaded: set[int]) -> FileDone:
@@ -253,3 +261,10 @@ class FileHandler:
         else:
             self.broker.publish(BATCHES, *batch.encode())
             metrics.BATCHES.labels("published").inc()
+
+
+def _cannot_read(path: Path) -> str:
+    try:
+        return cannot_read(path.stat())
+    except OSError as e:
+        return f"cannot read: {(e.strerror or str(e)).lower()}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from stat import S_ISLNK
 
 SETTLE_SECONDS = 2.0
 
@@ -34,9 +35,11 @@ def is_finished(path: Path, open_files: set[str] | None, just_created: bool = Fa
     `just_created`: the occasion is inotify's report of the file's creation (see above).
     """
     try:
-        stat = path.stat()
+        stat = path.lstat()
     except FileNotFoundError:
         return False
+    if S_ISLNK(stat.st_mode):
+        return True  # a link is whole once made; it is quarantined unread, or copied
     if just_created and stat.st_size == 0:
         return False
     if open_files is None:

@@ -6,10 +6,10 @@ database connections (neither is thread-safe) and does all the work.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import queue
+import stat
 import time
 from pathlib import Path
 
@@ -19,11 +19,14 @@ from watchdog.observers import Observer
 from chute import db, metrics, placement
 from chute.broker import FILES, Broker, BrokerUnavailable
 from chute.config import Config
-from chute.datasets import Datasets
+from chute.datasets import Dataset, Datasets
 from chute.db import DatabaseUnavailable
 from chute.folders import Claimed, Folders, claim_name
+from chute.health import HEALTH, WAITING
 from chute.messages import FileArrived
 from chute.service import Stop, run_with_reconnect
+from watcher.backoff import Backoff
+from watcher.inspection import Readable, Unread, inspect
 from watcher.readiness import files_open_now, is_candidate, is_finished
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,13 @@ RESCAN_SECONDS = 5.0  # catches files whose events were missed or not yet finish
 # burst costs a commit and a broker sync per this many files, not per file. Small
 # enough that the first files of a burst go out within milliseconds.
 ANNOUNCE_AT_ONCE = 100
+# A claim left in work/ this long is repaired by the watcher (moved out, announced) even
+# while the watcher runs: a loader that could not archive a file, a move cut short.
+# Younger ones are in the hands of a transformer or a loader.
+REPAIR_AFTER_SECONDS = 30.0
+# Below this many bytes free, the data folder's disk is full: the watcher says so in
+# /ready (a quarantine's reason, a followed link's copy cannot be written).
+DISK_FULL_BYTES = 1 << 20
 
 
 class InboxEvents(FileSystemEventHandler):
@@ -102,20 +112,22 @@ def _session(config: Config, folders: Folders, paths: queue.Queue[tuple[Path, bo
              announced: set[str], stop: Stop) -> None:
     conn = db.connect(config.database_url)
     broker = Broker(config.amqp_url, config.namespace)
-    inbox = Inbox(conn, broker, folders, config.datasets, announced)
+    inbox = Inbox(conn, broker, folders, config, announced)
     try:
-        inbox.recover()
+        inbox.repair(after_seconds=0.0)  # what a watcher that died left
         next_scan = 0.0
         while not stop():
             if time.monotonic() >= next_scan:
+                _check_disk(folders)
                 inbox.rescan()
+                inbox.repair(after_seconds=REPAIR_AFTER_SECONDS)
                 next_scan = time.monotonic() + RESCAN_SECONDS
             events = _drain(paths, timeout=0.2)
             if not events:
                 broker.poll(0)  # keeps heartbeats flowing
                 continue
             candidates = [(path, just_created) for path, just_created in events
-                          if inbox.wants(path) and path.is_file()]
+                          if inbox.wants(path) and _takeable(path)]
             if candidates:
                 open_files = files_open_now()  # one /proc scan for all waiting events
                 inbox.take([path for path, just_created in candidates
@@ -129,12 +141,18 @@ class Inbox:
     """Claims and announcements, over one database and one broker connection."""
 
     def __init__(self, conn: db.Connection, broker: Broker, folders: Folders,
-                 datasets: Datasets, announced: set[str]) -> None:
+                 config: Config, announced: set[str]) -> None:
         self.conn = conn
         self.broker = broker
         self.folders = folders
-        self.datasets = datasets
+        self.datasets: Datasets = config.datasets
+        self.follow_links_under = config.follow_links_under
         self.announced = announced
+        # Steps that failed for one file, tried again after a growing pause: claims (by
+        # inbox path) and repairs (by file id). Per process: a restart tries all again.
+        self.claims_failing = Backoff("claim")
+        self.repairs_failing = Backoff("repair")
+        self.seen_in_work: dict[str, float] = {}  # file id -> first seen (monotonic)
 
     def wants(self, path: Path) -> bool:
         """A file somewhere under inbox/ that is ours to take: `*.csv` (any case) or a
@@ -151,7 +169,7 @@ class Inbox:
         """Take every finished file in the inbox: those there at start, and any whose
         events were missed."""
         paths = [p for p in sorted(self.folders.inbox.rglob("*"))
-                 if self.wants(p) and p.is_file()]
+                 if self.wants(p) and _takeable(p)]
         open_files = files_open_now() if paths else None  # no /proc scan for an empty inbox
         self.take([path for path in paths if is_finished(path, open_files)])
 
@@ -159,15 +177,17 @@ class Inbox:
         """Claim finished files and announce them, ANNOUNCE_AT_ONCE at a time."""
         claims = []
         for path in paths:
+            if not self.claims_failing.due(str(path)):
+                continue
             try:
                 claimed = self.folders.claim(path)
             except OSError as e:
                 self.folders.check()  # if no file can be claimed, stop (see run)
-                # One file we cannot move must not stop the others: it stays in the inbox,
-                # is tried again at the next rescan, and says why each time.
-                log.error("cannot claim file", extra={"file_name": claim_name(path.name),
-                                                      "error": repr(e)})
+                # One file we cannot move must not stop the others: it stays in the inbox
+                # and is tried again after a pause that grows, saying why each time.
+                self.claims_failing.failed(str(path), claim_name(path.name), e)
                 continue
+            self.claims_failing.succeeded(str(path))
             if claimed is not None:
                 claims.append(claimed)
             if len(claims) >= ANNOUNCE_AT_ONCE:
@@ -180,33 +200,38 @@ class Inbox:
         a burst at a time: one transaction and one wait for the broker's confirms for
         them all. A file no dataset matches is quarantined, saying so.
 
-        A crash part-way leaves claims in work/ that recover() announces again."""
+        A crash part-way leaves claims in work/ that repair() announces again."""
         if not claims:
             return
         started = time.monotonic()
-        found = []
+        found: list[tuple[Claimed, Readable | Unread, Dataset | None]] = []
         for claimed in claims:
-            sha256, size = _digest(claimed.path)
-            dataset = self.datasets.for_path(claimed.name)
-            found.append((claimed, sha256, size, dataset))
-        records = db.register_files(self.conn, [
-            (c.file_id, c.name, self.folders.relative(c.path), sha256, size,
-             dataset.name if dataset else None) for c, sha256, size, dataset in found])
+            try:
+                seen = inspect(claimed.path, self.follow_links_under)
+            except OSError as e:  # of the moment (a full disk): it stays, and is repaired
+                self.repairs_failing.failed(claimed.file_id, claimed.name, e)
+                continue
+            found.append((claimed, seen, self.datasets.for_path(claimed.name)))
+        found, records = self._register(found)
         events = []
-        for (claimed, _sha256, _size, dataset), record in zip(found, records, strict=True):
+        for (claimed, seen, dataset), record in zip(found, records, strict=True):
             metrics.FILES_RECEIVED.labels(record.dataset or "none").inc()
-            if dataset is None:
-                reason = self.datasets.no_match(claimed.name)
+            reason = (seen.reason if isinstance(seen, Unread)
+                      else None if dataset is not None else self.datasets.no_match(claimed.name))
+            if record.state == "received" and reason is not None:
                 db.finish_file(self.conn, record.file_id, "quarantined", reason)
                 placement.quarantine(self.conn, self.folders, record.file_id, record.name,
                                      reason)
                 metrics.FILES.labels("quarantined").inc()
                 log.warning("file quarantined", extra={
-                    "file_id": record.file_id, "file_name": record.name, "dataset": None,
-                    "reason": reason})
+                    "file_id": record.file_id, "file_name": record.name,
+                    "dataset": record.dataset, "reason": reason})
                 continue
+            if record.state != "received" or dataset is None:
+                continue  # announced before as something else: repair() finishes it
             # The event says what was registered (a file announced again after a crash
             # keeps its first record): the transformer checks the bytes against it.
+            assert record.sha256 is not None  # a file that was read
             events.append((FileArrived(file_id=record.file_id, seq=record.seq,
                                        name=record.name, path=record.path,
                                        sha256=record.sha256, size=record.size_bytes,
@@ -221,10 +246,54 @@ class Inbox:
                 "dataset": record.dataset, "bytes": event.size, "sha256": record.sha256,
                 "duration_ms": round(seconds * 1000, 1), "announced_with": len(events)})
 
-    def recover(self) -> None:
-        """Finish what a watcher that died, or lost its connection, left: claims never
-        announced, moves not done. Runs at the start of every session."""
-        claims = list(self.folders.claimed())
+    def _register(self, found: list[tuple[Claimed, Readable | Unread, Dataset | None]]
+                  ) -> tuple[list[tuple[Claimed, Readable | Unread, Dataset | None]],
+                             list[db.FileRecord]]:
+        """Register a burst in one transaction; if the database refuses it for a reason
+        of its own (not a lost connection), each file alone, so that a file it refuses
+        waits in work/ for repair() and the others go on."""
+        def arrival(item: tuple[Claimed, Readable | Unread, Dataset | None]
+                    ) -> tuple[str, str, str, str | None, int, str | None]:
+            claimed, seen, dataset = item
+            return (claimed.file_id, claimed.name, self.folders.relative(claimed.path),
+                    seen.sha256 if isinstance(seen, Readable) else None, seen.size,
+                    dataset.name if dataset else None)
+
+        if len(found) > 1:
+            try:
+                return found, db.register_files(self.conn, [arrival(item) for item in found])
+            except ConnectionError:
+                raise
+            except Exception:  # noqa: BLE001 - each file alone below, and fails alone
+                log.warning("registering a burst failed: one file at a time", exc_info=True)
+        kept, records = [], []
+        for item in found:
+            try:
+                records.extend(db.register_files(self.conn, [arrival(item)]))
+            except ConnectionError:
+                raise
+            except Exception as e:  # noqa: BLE001 - this file waits, the others go on
+                self.repairs_failing.failed(item[0].file_id, item[0].name, e)
+                continue
+            kept.append(item)
+        return kept, records
+
+    def repair(self, after_seconds: float) -> None:
+        """Finish what was left in work/: claims never announced (a watcher that died,
+        or lost its connection), finished files whose move out did not happen (a crash,
+        or a move that failed). At the start of every session for every claim, and then
+        at each rescan for claims in work/ for `after_seconds` or more.
+
+        Each file is on its own: a step that fails for one is recorded on it, and tried
+        again after a growing pause (Backoff), while the others go on.
+        """
+        now = time.monotonic()
+        in_work = list(self.folders.claimed())
+        self.seen_in_work = {c.file_id: self.seen_in_work.get(c.file_id, now) for c in in_work}
+        claims = [c for c in in_work if now - self.seen_in_work[c.file_id] >= after_seconds
+                  and self.repairs_failing.due(c.file_id)]
+        if not claims:
+            return
         records = db.files_by_id(self.conn, [c.file_id for c in claims])
         unannounced = []
         for claimed in claims:
@@ -232,13 +301,44 @@ class Inbox:
             if record is None or record.state == "received":
                 if claimed.file_id not in self.announced:
                     unannounced.append(claimed)
-            elif record.state in ("loaded", "duplicate"):
+                continue
+            if record.state in ("loaded", "duplicate"):
                 placement.archive(self.conn, self.folders, claimed.file_id, claimed.name)
             elif record.state == "quarantined":
                 placement.quarantine(self.conn, self.folders, claimed.file_id, claimed.name,
                                      record.error or "")
+            else:
+                continue  # processing (a transformer has it) or failed (until retried)
+            if os.path.lexists(claimed.path):  # recorded on the file by placement
+                self.repairs_failing.failed(claimed.file_id, claimed.name,
+                                            OSError("the move out of work/ failed"))
+            else:
+                self.repairs_failing.succeeded(claimed.file_id)
         for start in range(0, len(unannounced), ANNOUNCE_AT_ONCE):
             self.announce(unannounced[start:start + ANNOUNCE_AT_ONCE])
+
+
+def _takeable(path: Path) -> bool:
+    """Anything but a folder: a link, FIFO or device is claimed, then quarantined unread
+    (watcher.inspection), never left to sit in the inbox unexplained."""
+    try:
+        return not stat.S_ISDIR(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _check_disk(folders: Folders) -> None:
+    """Say in /ready while the data folder's disk is full; clear it once it is not."""
+    try:
+        fs = os.statvfs(folders.root)
+    except OSError:
+        return
+    free = fs.f_bavail * fs.f_frsize
+    if free < DISK_FULL_BYTES:
+        HEALTH.report(WAITING, f"the data folder's disk is full ({free:,} bytes free at "
+                      f"{folders.root})", "disk")
+    else:
+        HEALTH.clear(WAITING, "disk")
 
 
 def _drain(paths: queue.Queue[tuple[Path, bool]], timeout: float) -> list[tuple[Path, bool]]:
@@ -252,8 +352,3 @@ def _drain(paths: queue.Queue[tuple[Path, bool]], timeout: float) -> list[tuple[
             events.append(paths.get_nowait())
         except queue.Empty:
             return events
-
-
-def _digest(path: Path) -> tuple[str, int]:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest(), os.fstat(f.fileno()).st_size

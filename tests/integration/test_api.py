@@ -260,7 +260,7 @@ def test_files_are_listed_newest_first_with_their_outcome(api: Environment) -> N
     alpha = items[-1]
     assert set(alpha) == {"file_id", "name", "dataset", "sha256", "state", "rows_total",
                           "rows_loaded", "rows_rejected", "rows_inserted", "rows_replaced",
-                          "rows_ignored", "error", "received_at", "finished_at"}
+                          "rows_ignored", "error", "move_error", "received_at", "finished_at"}
     assert (alpha["rows_inserted"], alpha["rows_replaced"], alpha["rows_ignored"]) == (
         None, None, None)  # people has no key
     assert alpha["dataset"] == "people"

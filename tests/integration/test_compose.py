@@ -113,7 +113,7 @@ def test_every_service_has_a_healthcheck_probing_its_own_port():
         if name == "api":
             expected = f"127.0.0.1:{env['CHUTE_API_PORT']}/health"
         else:
-            expected = f"127.0.0.1:{env['CHUTE_METRICS_PORT']}/metrics"
+            expected = f"127.0.0.1:{env['CHUTE_METRICS_PORT']}/health"
         probe = " ".join(services()[name]["healthcheck"]["test"])
         assert expected in probe, f"{name}'s healthcheck does not probe {expected}"
 

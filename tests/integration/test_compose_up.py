@@ -7,11 +7,14 @@ checkout, so the second run (and the next `make test`) reuses the build.
 
 Each run checks that the services run as the owner with no capabilities and that
 every file they write belongs to it; that files load, with rejects, and a bad one is
-quarantined with its reason; that a worker that cannot write is never silent; then it
+quarantined with its reason; that files dropped by other users (root among them) load
+and are archived, keeping their owner, and that one the services may not read is
+quarantined with that reason; that a worker that cannot write is never silent; then it
 scales the workers, restarts PostgreSQL and RabbitMQ under load, takes the stack down
-and up again, and checks that `down -v` leaves nothing behind. About 3 minutes a run on
-2 cores. Compose v2 (`docker compose`) and v1 (`docker-compose`) both work; v1 has no
-`up --wait`, so the test waits for every health check itself.
+and up again, checks that every file ended in archive/ or quarantine/ with nothing left
+in work/, and that `down -v` leaves nothing behind. About 3.5 minutes a run on 2 cores.
+Compose v2 (`docker compose`) and v1 (`docker-compose`) both work; v1 has no `up --wait`,
+so the test waits for every health check itself.
 
 Where no engine can run, the test says why and skips; test_compose.py checks the
 compose file statically everywhere.
@@ -43,6 +46,7 @@ IMAGE = f"chute-test-{hashlib.sha1(str(REPO).encode()).hexdigest()[:10]}:latest"
 APP = ("watcher", "transformer", "loader", "api")
 WORKERS = ("watcher", "transformer", "loader")
 OTHER_UID = 4321
+STRANGER_UID = 5678  # drops files, owns no data folder
 HEADER = b"fullname,age,location\n"
 BAD_ROWS = HEADER + (
     b"Ada Lovelace,36,London\n"       # 2
@@ -55,6 +59,9 @@ BAD_ROWS = HEADER + (
     b"Plato,80,Athens\n"              # 9
 )
 BAD_LINES = [3, 4, 6, 7]
+UNREADABLE = "unreadable.csv"  # mode 600, another user's: quarantined, never read
+QUARANTINED = {"headless.csv", UNREADABLE}
+Kept = tuple[tuple[int, int], int]  # a dropped file's (uid, gid) and mode, kept when moved
 
 
 def _engine_problem() -> str | None:
@@ -185,6 +192,17 @@ class Stack:
         os.chown(path, *self.owner)
         os.rename(path, self.data_dir / "inbox" / name)
 
+    def drop_as(self, name: str, content: bytes, uid: int, mode: int) -> Path:
+        """Written straight into the inbox as user `uid` would (`sudo cp`, `sudo -u USER
+        cp`): the file is theirs, with `mode`, before its first byte is written."""
+        path = self.data_dir / "inbox" / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        os.fchown(fd, uid, uid)
+        os.fchmod(fd, mode)  # not what the umask left
+        with open(fd, "wb") as f:
+            f.write(content)
+        return path
+
     def files(self) -> dict[str, tuple[str, int, int]]:
         """Each file's latest arrival: name -> (state, rows_loaded, rows_rejected)."""
         found = self.sql("SELECT DISTINCT ON (name) name, state, coalesce(rows_loaded, 0), "
@@ -210,6 +228,30 @@ class Stack:
                 raise
             raise AssertionError(f"{wrong} (expected {want[next(iter(wrong))]}); {e}") \
                 from None
+
+    def wait_settled(self) -> None:
+        """Nothing left in work/: every loaded file in archive/, every quarantined one in
+        quarantine/ (a file may be `loaded` a moment before it moves)."""
+        work = self.data_dir / "work"
+
+        def placed() -> bool:
+            if any(work.iterdir()):
+                return False
+            files = self.files()
+            for state, folder in (("loaded", "archive"), ("quarantined", "quarantine")):
+                there = {p.relative_to(self.data_dir / folder).as_posix()
+                         for p in (self.data_dir / folder).rglob("*")
+                         if p.is_file() and not p.name.endswith(".reason.txt")}
+                if {n for n, (s, *_) in files.items() if s == state} - there:
+                    return False
+            return True
+
+        try:
+            self.wait(placed, 60, "every file out of work/, into archive/ or quarantine/")
+        except AssertionError as e:
+            left = sorted(p.relative_to(work).as_posix() for p in work.rglob("*")
+                          if not p.is_dir())
+            raise AssertionError(f"left in work/: {left}; {e}") from None
 
     def people(self) -> int:
         return int(self.sql("SELECT count(*) FROM people")[0][0])
@@ -286,6 +328,12 @@ def test_compose_stack_end_to_end(stack: Stack) -> None:
         for caps in ("CapPrm", "CapEff", "CapBnd", "CapAmb"):
             assert int(status[caps], 16) == 0, (service, caps, status[caps])
         assert status["NoNewPrivs"] == "1", service
+    # The workers' health check asks /health on the metrics port, and it answers "ok"
+    # (not the metrics, which the port serves on every other path).
+    for service in WORKERS:
+        assert stack.exec(service, "python", "-c", "import urllib.request; print(urllib."
+                          "request.urlopen('http://127.0.0.1:9100/health', timeout=3)"
+                          ".read().decode(), end='')") == "ok\n", service
 
     # The sample, a 200k-row file, a file of bad rows, a file without a header.
     stack.drop("sample.csv", SAMPLE)
@@ -306,14 +354,21 @@ def test_compose_stack_end_to_end(stack: Stack) -> None:
     expected_rows = 15 + 200_000 + 4
     assert stack.people() == expected_rows
 
+    others = _files_of_other_users_are_handled(stack)
+    expected_rows += 2 * 50
+
     _a_worker_that_cannot_write_is_never_silent(stack)
 
     _scale_restart_and_come_back(stack, expected_rows)
+    stack.wait_settled()
 
-    # Whatever the stack wrote in the data folder belongs to the folder's owner.
+    # Whatever the stack wrote in the data folder belongs to the folder's owner; the
+    # files others dropped are still theirs, with their mode (moves are renames).
     for path in [stack.data_dir, *stack.data_dir.rglob("*")]:
         st = path.lstat()
-        assert (st.st_uid, st.st_gid) == stack.owner, f"{path} belongs to {st.st_uid}"
+        owner, mode = others.get(path, (stack.owner, None))
+        assert (st.st_uid, st.st_gid) == owner, f"{path} belongs to {st.st_uid}"
+        assert mode is None or st.st_mode & 0o7777 == mode, f"{path}: mode {st.st_mode:o}"
     assert {p.name for p in stack.data_dir.iterdir()} >= {
         "inbox", "work", "archive", "quarantine"}
 
@@ -326,6 +381,35 @@ def test_compose_stack_end_to_end(stack: Stack) -> None:
                  "container" else "{{.Name}}", *(["-a"] if kind == "container" else []))
                  .split() if n.startswith((f"{stack.project}_", f"{stack.project}-"))]
         assert not listed and not named, f"`down -v` left {kind}s: {listed or named}"
+
+
+def _files_of_other_users_are_handled(stack: Stack) -> dict[Path, Kept]:
+    """Files dropped into the inbox by two users who do not own the data folder (root
+    among them, when it is not root's), mode 644: the services, running as the folder's
+    owner, may read them but own none, and the files load and are archived all the same
+    (issue 22: they used to stay in work/, as a hard link needs ownership under Linux's
+    fs.protected_hardlinks). A file of mode 600 of another user is quarantined, saying
+    why, and the others still load. Returns each one's final path -> (owner, mode)."""
+    strangers = [uid for uid in (0, STRANGER_UID, OTHER_UID) if uid != stack.owner[0]]
+    secret = rows("Secret", 10)
+    stack.drop_as(UNREADABLE, secret, strangers[0], 0o600)
+    dropped = {f"from-uid-{uid}.csv": (uid, rows(f"Uid{uid}", 50)) for uid in strangers}
+    for name, (uid, content) in dropped.items():
+        stack.drop_as(name, content, uid, 0o644)
+    stack.wait_loaded({name: (50, 0) for name in dropped}, 60)
+    stack.wait(lambda: stack.files().get(UNREADABLE, ("",))[0] == "quarantined", 60,
+               f"{UNREADABLE} to be quarantined")
+    stack.wait_settled()
+
+    archive, quarantine = stack.data_dir / "archive", stack.data_dir / "quarantine"
+    for name, (_uid, content) in dropped.items():
+        assert (archive / name).read_bytes() == content, name
+    assert (quarantine / UNREADABLE).read_bytes() == secret
+    error = stack.get("/files", name=UNREADABLE).json()["items"][0]["error"]
+    assert error == f"cannot read: permission denied (owner uid {strangers[0]}, mode 600)"
+    assert (quarantine / f"{UNREADABLE}.reason.txt").read_text() == error + "\n"
+    return {quarantine / UNREADABLE: ((strangers[0],) * 2, 0o600)} | {
+        archive / name: ((uid, uid), 0o644) for name, (uid, _) in dropped.items()}
 
 
 def _a_worker_that_cannot_write_is_never_silent(stack: Stack) -> None:
@@ -384,7 +468,7 @@ def _scale_restart_and_come_back(stack: Stack, expected_rows: int) -> None:
     expected_rows += 12 * 30_000
     assert stack.people() == expected_rows
     assert not {n: f for n, f in stack.files().items() if f[0] != "loaded"
-                and n != "headless.csv"}
+                and n not in QUARANTINED}
     stack.wait(stack.all_healthy, 120, "every container healthy after the restarts",
                stack.unhealthy)
 
