@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 
 from chute.cleaning import Layout
 from chute.coltypes import ColumnType, encode_column, parse_column
+from chute.coltypes.arrays import BYTES, NOTHING, binary
 from chute.csvstream import Record, read_records, start_of_stream
 from chute.datasets import LINEAGE
 from chute.rowids import id_low
@@ -47,8 +48,6 @@ pa.set_memory_pool(pa.system_memory_pool())
 _FIRST_WINDOW = 2  # lines; enough for a record on one line, doubled while a record runs on
 _BLANK_BYTES = np.array([9, 11, 12, 28, 29, 30, 31, 32], dtype=np.uint8)
 _SLOW_SHARE = 4  # a block with more than 1 line in 4 for the slow way goes that way whole
-_BYTES = pa.large_binary()
-_NOTHING = pa.scalar(b"", _BYTES)
 
 
 @dataclass(frozen=True)
@@ -403,18 +402,11 @@ def row_tuples(rows: RowBlock, types: tuple[ColumnType, ...], id_high: int, file
     tail["seq"] = file_seq
     tail["line_length"] = 8
     tail["line"] = rows.lines
-    columns = [encode_column(values, kind).cast(_BYTES)
+    columns = [encode_column(values, kind).cast(BYTES)
                for values, kind in zip(rows.values, types, strict=True)]
-    tuples = pc.binary_join_element_wise(_binary(head), *columns, _binary(tail), _NOTHING)
+    tuples = pc.binary_join_element_wise(binary(head), *columns, binary(tail), NOTHING)
     offsets = np.frombuffer(tuples.buffers()[1], dtype=np.int64)[
         tuples.offset:tuples.offset + count + 1]
     data = tuples.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
     return data, offsets - offsets[0]
 
-
-def _binary(fixed: np.ndarray) -> pa.Array:
-    """A numpy array of fixed-size records as an Arrow binary array, one value each."""
-    width = fixed.dtype.itemsize
-    array = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(width), len(fixed), [None, pa.py_buffer(fixed.tobytes())])
-    return array.cast(_BYTES)

@@ -17,9 +17,8 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
 
-from chute.coltypes import ColumnType, encode
+from chute.coltypes import ColumnType, decode, encode
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)  # signature, flags, no extension
 TRAILER = struct.pack(">h", -1)
@@ -42,23 +41,6 @@ def row(row_id: bytes, values: Sequence[object], types: Sequence[ColumnType],
 def wrap(rows: bytes) -> bytes:
     """A whole COPY binary stream around a batch's tuples."""
     return HEADER + rows + TRAILER
-
-
-# Decoding, for tests and tools: PostgreSQL's binary forms back into Python values.
-_EPOCH = datetime(2000, 1, 1)
-_DECODE = {
-    "smallint": lambda raw: struct.unpack(">h", raw)[0],
-    "integer": lambda raw: struct.unpack(">i", raw)[0],
-    "bigint": lambda raw: struct.unpack(">q", raw)[0],
-    "double": lambda raw: struct.unpack(">d", raw)[0],
-    "boolean": lambda raw: raw == b"\x01",
-    "date": lambda raw: date(2000, 1, 1) + timedelta(days=struct.unpack(">i", raw)[0]),
-    "timestamp": lambda raw: _EPOCH + timedelta(microseconds=struct.unpack(">q", raw)[0]),
-    "timestamptz": lambda raw: (_EPOCH + timedelta(microseconds=struct.unpack(">q", raw)[0])
-                                ).replace(tzinfo=UTC),
-    "uuid": lambda raw: uuid.UUID(bytes=raw),
-    "text": lambda raw: raw.decode(),
-}
 
 
 def read(stream: bytes, types: Sequence[ColumnType]) -> list[tuple[object, ...]]:
@@ -86,7 +68,6 @@ def read(stream: bytes, types: Sequence[ColumnType]) -> list[tuple[object, ...]]
             elif index > len(types):
                 values.append(struct.unpack(">q", raw)[0])
             else:
-                kind = types[index - 1].name.split("(")[0]
-                values.append(_DECODE.get(kind, bytes)(raw))
+                values.append(decode(raw, types[index - 1]))
         rows.append(tuple(values))
     return rows

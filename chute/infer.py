@@ -16,14 +16,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from chute.cleaning import clean_text
-from chute.coltypes import Invalid, column_type, make_rules, parse
+from chute.coltypes import FAMILIES, Invalid, column_type, make_rules, parse
 from chute.csvstream import Record, read_records
 from chute.datasets import LINEAGE
 
 SAMPLE_ROWS = 100_000  # enough to see a column's range; the whole file if smaller
-# Types to try, narrowest first: the first that every value parses as wins.
-CANDIDATES = ("integer", "bigint", "numeric", "double", "boolean", "date", "timestamp",
-              "timestamptz", "uuid")
 NULL_MARKERS = ("NA", "N/A", "NULL", "null", "None", "\\N", "nan", "NaN")
 DELIMITERS = ",;\t|"
 
@@ -91,12 +88,15 @@ def _column(values: list[str], nulls: set[str]) -> tuple[str, bool]:
     if not present:
         return "text", False
     trimmed = [v.strip() for v in values if clean_text(v, True) not in nulls]
-    for kind in CANDIDATES:
-        rules = make_rules(column_type(kind))
-        if kind == "boolean" and set(v.lower() for v in trimmed) <= {"0", "1"}:
-            continue  # a column of 0 and 1 is a number more often than a flag
-        if all(not isinstance(parse(v, rules), Invalid) for v in trimmed):
-            return kind, required
+    # The families' guesses in the registry's order, narrowest first: the first that every
+    # value parses as wins.
+    for family in FAMILIES:
+        if family.unlikely is not None and family.unlikely(trimmed):
+            continue
+        for kind in family.guesses:
+            rules = make_rules(column_type(kind))
+            if all(not isinstance(parse(v, rules), Invalid) for v in trimmed):
+                return kind, required
     return "text", required
 
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from chute import columnar
 from chute.cleaning import find_columns
+from chute.coltypes import FAMILIES
 from chute.datasets import Dataset, load, load_text
 from chute.messages import FileDone, RowBatch
 from chute.transform import transform
@@ -197,8 +198,7 @@ TYPED_VALUES = {
 
 
 @st.composite
-def typed_files(draw: st.DrawFn) -> bytes:
-    names = list(TYPED_VALUES)
+def typed_files(draw: st.DrawFn, names: tuple[str, ...] = tuple(TYPED_VALUES)) -> bytes:
     rows = [",".join(names)]
     for _ in range(draw(st.integers(0, 25))):
         fields = [draw(st.sampled_from(TYPED_VALUES[name])) for name in names]
@@ -217,7 +217,35 @@ def typed_files(draw: st.DrawFn) -> bytes:
        batch_size=st.integers(1, 12))
 def test_fast_path_gives_the_reference_batches_for_every_type(
         data: bytes, block: int, batch_size: int) -> None:
-    dataset = _typed()
+    _assert_both_paths_agree(_typed(), data, block, batch_size)
+
+
+# Per family registered in coltypes (ColumnType.kind): its columns of TYPED, with `code`
+# (required, with values) beside them so that rows also fail for another column's reason.
+FAMILY_COLUMNS = {family.kind: tuple(
+    name for name in TYPED_VALUES
+    if name == "code" or load_text(TYPED, "test")["typed"].column(name).type.kind == family.kind)
+    for family in FAMILIES}
+
+
+def test_every_registered_family_has_typed_columns() -> None:
+    """A new type needs its columns in TYPED (and TYPED_VALUES) to be checked here."""
+    assert all(len(names) > 1 for names in FAMILY_COLUMNS.values()), FAMILY_COLUMNS
+
+
+@pytest.mark.parametrize("family", list(FAMILY_COLUMNS))
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), block=st.sampled_from([64, 512, 1 << 20]),
+       batch_size=st.integers(1, 12))
+def test_fast_path_gives_the_reference_batches_family_by_family(
+        family: str, data: st.DataObject, block: int, batch_size: int) -> None:
+    names = FAMILY_COLUMNS[family]
+    _assert_both_paths_agree(_typed(names), data.draw(typed_files(names)), block,
+                             batch_size)
+
+
+def _assert_both_paths_agree(dataset: Dataset, data: bytes, block: int, batch_size: int
+                             ) -> None:
     saved = columnar.BLOCK
     columnar.BLOCK = block
     try:
@@ -241,5 +269,9 @@ def test_canonical_values_of_every_type_take_the_fast_path() -> None:
     assert [type(item).__name__ for item in items] == ["Rows"]
 
 
-def _typed() -> Dataset:
-    return load_text(TYPED, "test")["typed"]
+def _typed(names: tuple[str, ...] = tuple(TYPED_VALUES)) -> Dataset:
+    """The typed dataset, or only the named columns of it."""
+    head, columns = TYPED.split("[datasets.typed.columns]\n")
+    kept = [line for line in columns.splitlines() if line.split("=")[0].strip() in names]
+    return load_text(head + "[datasets.typed.columns]\n" + "\n".join(kept) + "\n",
+                     "test")["typed"]
