@@ -44,7 +44,7 @@ system-packages:
 		else echo "please install Node.js and npm (for the serverless.yml check)"; fi; }
 
 up: install
-	$(BIN)/python -m chute.stack
+	$(BIN)/python -m chute.commands.stack
 
 test: install
 	$(BIN)/python -m pytest
@@ -71,7 +71,7 @@ aws-package: install
 	if [ -f chute.toml ]; then cp chute.toml build/lambda/; fi
 	cd build/lambda && rm -rf boto3* botocore* s3transfer* pyarrow/include pyarrow/tests \
 	  numpy/*/tests pyarrow/*flight* pyarrow/_pyarrow_cpp_tests* \
-	  && PYTHONPATH=. python3 -c "import chute.transform" \
+	  && PYTHONPATH=. python3 -c "import chute.reading.transform" \
 	  && zip -qr ../chute-lambda.zip .
 
 clean:

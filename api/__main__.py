@@ -5,9 +5,9 @@ from aiohttp import web
 
 from api.app import create_app
 from api.queries import schema_replayed
-from chute.config import Config
-from chute.db import DatabaseUnavailable
-from chute.service import Stop, load_config, prepare_database, run_with_reconnect
+from chute.errors import DatabaseUnavailable
+from chute.runtime.config import Config
+from chute.runtime.service import Stop, load_config, prepare_database, run_with_reconnect
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from api import metrics, openapi, status
 from api import routes as views
 from api.errors import CODES, DATABASE_UNAVAILABLE, ApiError, error_response
 from api.queries import Queries, create_reader_pool
-from chute.config import Config
+from chute.runtime.config import Config
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from aiohttp import web
 
 from api import docs, params
 from api import routes as views
-from chute.config import Config
-from chute.datasets import Column, Dataset
+from chute.datasets.declarations import Column, Dataset
+from chute.runtime.config import Config
 
 DOCUMENT = web.AppKey("openapi", bytes)
 DOCS_PAGE = web.AppKey("docs_page", str)

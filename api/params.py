@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from api.errors import bad_request
-from chute.coltypes import ColumnType, Invalid, Rules, make_rules, parse
+from chute.datasets.types import ColumnType, Invalid, Rules, make_rules, parse
 
 MAX_TEXT = 200
 MAX_BIGINT = 2**63 - 1

@@ -8,8 +8,8 @@ from typing import Any
 
 import asyncpg
 
-from chute.config import Config
-from chute.datasets import Dataset, Datasets
+from chute.datasets.declarations import Dataset, Datasets
+from chute.runtime.config import Config
 
 PERSON_COLUMNS = "id::text AS id, first_name, last_name, age, location"
 
@@ -209,7 +209,7 @@ class Queries:
                ORDER BY line LIMIT $3""", file_id, after_line, limit)
 
     async def worker_problems(self, conn: asyncpg.Connection) -> list[asyncpg.Record]:
-        """Workers that reported lately what keeps them from working (chute.health), and
+        """Workers that reported lately what keeps them from working (chute.runtime.health), and
         why."""
         return await conn.fetch(
             """SELECT service, instance, kind, problem, reported_at FROM chute.worker_problems

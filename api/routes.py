@@ -20,9 +20,9 @@ from aiohttp import web
 from api import params
 from api.errors import DATABASE_UNAVAILABLE, ApiError, not_found
 from api.queries import Queries
-from chute import broker
-from chute.config import Config
-from chute.datasets import Dataset, Datasets
+from chute.datasets.declarations import Dataset, Datasets
+from chute.rabbitmq import broker
+from chute.runtime.config import Config
 
 CONFIG = web.AppKey("config", Config)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -226,7 +226,7 @@ async def ready(request: web.Request) -> web.Response:
     Where the deployment has no broker (AWS Lambda), only the database is checked.
 
     Also 503 while a worker reports that it cannot work, is restarting or is waiting
-    (chute.worker_problems, written by chute.health), naming it and why. Workers that are
+    (chute.worker_problems, written by chute.runtime.health), naming it and why. Workers that are
     absent are not a problem: the API may run alone.
     """
     config = request.app[CONFIG]

@@ -13,7 +13,7 @@ anyone who may read that. The database URL comes from the first of:
   CHUTE_DATABASE_URL            a plain URL, for running the handlers outside AWS
 
 CHUTE_API_TOKEN_PARAMETER names an SSM SecureString holding the API's bearer token. The
-result goes through chute.config.Config.from_env, validated as for the local services.
+result goes through chute.runtime.config.Config.from_env, validated as for the local services.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from chute.config import Config, ConfigError
+from chute.errors import ConfigError
+from chute.runtime.config import Config
 
 # A function in a VPC without a route to SSM or Secrets Manager would otherwise hang
 # until Lambda's timeout: fail within seconds, with an error that names the variable.

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from aws.objects import refs_from_event
-from chute import db
+from chute.postgres import db
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from aiohttp import web
 from yarl import URL
 
 from api.app import create_app
-from chute.config import Config
+from chute.runtime.config import Config
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ ones. A container only ever runs one function, so each entry point keeps its own
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 from typing import Any
@@ -18,8 +19,10 @@ from aws.config import load_config
 from aws.failures import record_given_up
 from aws.gateway import ApiGateway
 from aws.ingest import S3Ingest
-from chute import db, logs
-from chute.config import Config
+from chute.errors import DatabaseUnavailable
+from chute.postgres import db
+from chute.runtime import logs
+from chute.runtime.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ def on_s3_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
         _ingest = S3Ingest(cold_start("lambda-ingest"), boto3.client("s3"))
     try:
         return _ingest.handle(event, context)
-    except db.DatabaseUnavailable:
+    except DatabaseUnavailable:
         # Start cold next time: the secret is read again, so a rotated password is used.
         _ingest.close()
         _ingest = None
@@ -48,6 +51,9 @@ def on_http_request(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _gateway
     if _gateway is None:
         _gateway = ApiGateway(cold_start("lambda-api"))
+        # Closed when the runtime ends the process: its client session and app runner
+        # otherwise log "Unclosed client session" at every container's exit.
+        atexit.register(_gateway.close)
     try:
         return _gateway.handle(event)
     except (aiohttp.ClientError, OSError):
@@ -55,6 +61,7 @@ def on_http_request(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # exceptions): start it afresh next time and say so the way the API says it.
         log.exception("in-process API did not answer; restarting it")
         _gateway.close()
+        atexit.unregister(_gateway.close)
         _gateway = None
         body = {"error": {"code": "unavailable", "message": "the API is restarting; retry soon"}}
         return {"statusCode": 503, "headers": {"content-type": "application/json"},
@@ -68,7 +75,7 @@ def on_failed_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
         _given_up = db.connect(cold_start("lambda-failures").database_url)
     try:
         return record_given_up(_given_up, event)
-    except db.DatabaseUnavailable:
+    except DatabaseUnavailable:
         _given_up.close()
         _given_up = None
         raise  # the batch goes back to the queue and comes again

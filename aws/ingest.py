@@ -1,6 +1,7 @@
 """One S3 object, from its event to a final state: the transformer's and the loader's work
-in one process, on their core (chute.transform, chute.db), so the rules, row ids, ledger,
-rejects and file states are theirs. No broker: each batch goes straight to load_batch.
+in one process, on their core (chute.reading.transform, chute.postgres.db), so the
+rules, row ids, ledger, rejects and file states are theirs. No broker: each batch goes
+straight to load_batch.
 
     register_file                     # idempotent: the file id comes from the object version
     begin_processing                  # a duplicate? already final? batch size fixed per file
@@ -24,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from aws.objects import ObjectGone, ObjectRef, Objects, is_quarantined, refs_from_event
-from chute import db
-from chute.config import Config
-from chute.datasets import Dataset
-from chute.messages import FileDone, RowBatch
-from chute.transform import FileUnusable, transform
+from chute.datasets.declarations import Dataset
+from chute.errors import DatabaseUnavailable, FileUnusable
+from chute.postgres import db
+from chute.rabbitmq.messages import FileDone, RowBatch
+from chute.reading.transform import transform
+from chute.runtime.config import Config
 from watcher.readiness import is_candidate
 
 log = logging.getLogger(__name__)
@@ -178,7 +180,7 @@ class S3Ingest:
         reused = self.conn is not None
         try:
             return self._ingest_once(ref, deadline)
-        except db.DatabaseUnavailable:
+        except DatabaseUnavailable:
             self.close()
             if not reused:
                 raise

@@ -33,8 +33,8 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from chute import db  # noqa: E402
-from chute.datasets import load as load_datasets  # noqa: E402
+from chute.datasets.declarations import load as load_datasets  # noqa: E402
+from chute.postgres import db  # noqa: E402
 
 ADMIN_URL = os.environ.get("CHUTE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 QUERY = ("SELECT id::text AS id, first_name, last_name, age, location FROM public.people "

@@ -31,7 +31,7 @@ import psycopg2
 from bench import proc, report
 from bench.generate import Generated, generate
 from bench.stack import FINAL, Stack
-from chute.stack import REPLICAS
+from chute.commands.stack import REPLICAS
 
 RESULTS = Path(__file__).resolve().parent / "results" / "burst.json"
 PREFIX = "burst-"

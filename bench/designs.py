@@ -40,12 +40,13 @@ from bench.generate import generate
 from bench.generate_wide import generate as generate_wide
 from bench.proc import machine_busy_seconds
 from bench.stack import DATASETS
-from chute import copyrows, db
-from chute.datasets import Dataset
-from chute.datasets import load as load_datasets
-from chute.messages import RowBatch
-from chute.tables import copy_columns, plan_new
-from chute.transform import transform
+from chute.datasets.declarations import Dataset
+from chute.datasets.declarations import load as load_datasets
+from chute.postgres import db
+from chute.postgres.tables import copy_columns, plan_new
+from chute.rabbitmq.messages import RowBatch
+from chute.reading import copyrows
+from chute.reading.transform import transform
 
 RESULTS = Path(__file__).resolve().parent / "results" / "designs.json"
 

@@ -26,8 +26,8 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
-from chute.datasets import Dataset
-from chute.tables import copy_columns
+from chute.datasets.declarations import Dataset
+from chute.postgres.tables import copy_columns
 
 FLOORS = {"bare": sql.SQL("CREATE TABLE {} (LIKE {})"),
           "schema": sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)")}

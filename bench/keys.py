@@ -34,9 +34,9 @@ import psycopg2
 
 from bench import names
 from bench.stack import Stack
-from chute.datasets import load
-from chute.db import upsert_statement
-from chute.rowids import row_uuid
+from chute.datasets.declarations import load
+from chute.postgres.db import upsert_statement
+from chute.reading.rowids import row_uuid
 
 DECLARATION = """
 [datasets.customers]

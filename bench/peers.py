@@ -29,7 +29,7 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
-from chute.datasets import Dataset
+from chute.datasets.declarations import Dataset
 
 # pgloader's expressions (Common Lisp) for a value cut from a field, as chute's `take`.
 _TAKES = {

@@ -22,8 +22,8 @@ from bench import keys, proc, report, scenarios
 from bench.generate import Generated, generate
 from bench.generate_wide import generate as generate_wide
 from bench.stack import DATASETS
-from chute.datasets import load as load_datasets
-from chute.stack import REPLICAS
+from chute.commands.stack import REPLICAS
+from chute.datasets.declarations import load as load_datasets
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 

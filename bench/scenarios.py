@@ -16,7 +16,7 @@ from typing import Any
 from bench import floors, peers, proc
 from bench.generate import Generated
 from bench.stack import Arrival, Stack
-from chute.datasets import Dataset
+from chute.datasets.declarations import Dataset
 
 
 def _check(arrival: Arrival, made: Generated) -> list[str]:

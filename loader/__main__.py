@@ -3,9 +3,9 @@
 import logging
 from collections.abc import Callable
 
-from chute import db
-from chute.broker import BATCHES, DEAD_NOTIFY, Broker
-from chute.service import run_consumer, start
+from chute.postgres import db
+from chute.rabbitmq.broker import BATCHES, DEAD_NOTIFY, Broker
+from chute.runtime.service import run_consumer, start
 from loader.handle import BatchHandler
 
 log = logging.getLogger("loader")

@@ -23,13 +23,15 @@ import logging
 import time
 import uuid
 
-from chute import db, metrics, placement
-from chute.broker import Broker, Delivery
-from chute.config import Config
-from chute.datasets import Dataset
-from chute.folders import Folders
-from chute.messages import FileDone, MessageDecodeError, RowBatch, kind_of
-from chute.service import give_up_or_retry
+from chute.datasets.declarations import Dataset
+from chute.errors import MessageDecodeError
+from chute.postgres import db
+from chute.rabbitmq.broker import Broker, Delivery
+from chute.rabbitmq.messages import FileDone, RowBatch, kind_of
+from chute.runtime import metrics, placement
+from chute.runtime.config import Config
+from chute.runtime.folders import Folders
+from chute.runtime.service import give_up_or_retry
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chute import db  # noqa: E402
-from chute.broker import Broker  # noqa: E402
-from chute.datasets import load  # noqa: E402
+from chute.datasets.declarations import load  # noqa: E402
+from chute.postgres import db  # noqa: E402
+from chute.rabbitmq.broker import Broker  # noqa: E402
 from harness import AMQP, Environment, Services  # noqa: E402
 
 SAMPLE = (Path(__file__).resolve().parent.parent / "data" / "sample.csv").read_bytes()

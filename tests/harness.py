@@ -142,7 +142,7 @@ class Environment:
         return wait_until(done, timeout, what=f"{name} to reach a final state")
 
     def cleanup(self) -> None:
-        from chute.broker import delete_namespace
+        from chute.rabbitmq.broker import delete_namespace
 
         try:
             delete_namespace(AMQP, self.namespace)

@@ -3,9 +3,9 @@
 import logging
 from collections.abc import Callable
 
-from chute import db
-from chute.broker import FILES, Broker
-from chute.service import run_consumer, start
+from chute.postgres import db
+from chute.rabbitmq.broker import FILES, Broker
+from chute.runtime.service import run_consumer, start
 from transformer.handle import FileHandler
 
 log = logging.getLogger("transformer")

@@ -18,27 +18,24 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from chute import db, metrics, placement
-from chute.broker import BATCHES, Broker, Delivery
-from chute.config import Config
-from chute.datasets import Dataset
-from chute.folders import Folders, cannot_read
-from chute.messages import FileArrived, FileDone, MessageDecodeError, RowBatch
-from chute.service import Interrupted, Stop, give_up_or_retry
-from chute.transform import FileUnusable, transform
+from chute.datasets.declarations import Dataset
+from chute.errors import FileChanged, FileUnusable, Interrupted, MessageDecodeError
+from chute.postgres import db
+from chute.rabbitmq.broker import BATCHES, Broker, Delivery
+from chute.rabbitmq.messages import FileArrived, FileDone, RowBatch
+from chute.reading.transform import transform
+from chute.runtime import metrics, placement
+from chute.runtime.config import Config
+from chute.runtime.folders import Folders, cannot_read
+from chute.runtime.service import Stop, give_up_or_retry
 
 log = logging.getLogger(__name__)
 
 # Files smaller than this are read row by row: the columnar path costs about 4 ms to set
 # up per file (pyarrow calls per column) and wins only from about 300 rows (~9 KB of
 # people) up. Measured on 100-row files: 4.4 ms columnar, 1.6 ms row by row. Both ways
-# give the same bytes and the same batches (see chute.transform), so the choice is free.
+# give the same bytes and the same batches (see chute.reading.transform), so the choice is free.
 COLUMNAR_FROM_BYTES = 8 << 10
-
-
-class FileChanged(Exception):
-    """The file's bytes are not the ones hashed when it was claimed: its row ids and
-    batches would not match what may already be loaded, so it is failed, not loaded."""
 
 
 class _HashingReader(io.RawIOBase):

@@ -1,5 +1,5 @@
-from chute.folders import DataFolderUnusable
-from chute.service import cannot_work, start
+from chute.errors import DataFolderUnusable
+from chute.runtime.service import cannot_work, start
 from watcher.watch import run
 
 

@@ -16,15 +16,16 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from chute import db, metrics, placement
-from chute.broker import FILES, Broker, BrokerUnavailable
-from chute.config import Config
-from chute.datasets import Dataset, Datasets
-from chute.db import DatabaseUnavailable
-from chute.folders import Claimed, Folders, claim_name
-from chute.health import HEALTH, WAITING
-from chute.messages import FileArrived
-from chute.service import Stop, run_with_reconnect
+from chute.datasets.declarations import Dataset, Datasets
+from chute.errors import BrokerUnavailable, DatabaseUnavailable
+from chute.postgres import db
+from chute.rabbitmq.broker import FILES, Broker
+from chute.rabbitmq.messages import FileArrived
+from chute.runtime import metrics, placement
+from chute.runtime.config import Config
+from chute.runtime.folders import Claimed, Folders, claim_name
+from chute.runtime.health import HEALTH, WAITING
+from chute.runtime.service import Stop, run_with_reconnect
 from watcher.backoff import Backoff
 from watcher.inspection import Readable, Unread, inspect
 from watcher.readiness import files_open_now, is_candidate, is_finished

@@ -19,7 +19,7 @@ from api.app import create_app
 from aws import handlers
 from aws.gateway import ApiGateway
 from aws.handlers import on_http_request, on_s3_event
-from chute.config import Config
+from chute.runtime.config import Config
 from conftest import SAMPLE
 from harness import Environment, Services, free_port, wait_until
 from lambda_world import TOKEN, FakeContext, deployed, make_bucket, put
@@ -254,3 +254,23 @@ def test_an_in_process_server_that_stopped_answers_503_then_comes_back(world: Wo
     assert json.loads(broken["body"]) == {"error": {
         "code": "unavailable", "message": "the API is restarting; retry soon"}}
     assert (again["statusCode"], json.loads(again["body"])) == (200, {"status": "ok"})
+
+
+def test_a_containers_api_is_closed_when_its_process_ends(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each cold start that answered a request used to log "Unclosed client session" as
+    the runtime ended the process: nothing closed the in-process client and server."""
+    if handlers._gateway is not None:
+        handlers._gateway.close()
+        handlers._gateway = None
+    at_exit: list[Any] = []
+    monkeypatch.setattr(handlers.atexit, "register", at_exit.append)
+
+    assert on_http_request(gateway_event("GET", "/health", {}), FakeContext())[
+        "statusCode"] == 200
+    gateway = handlers._gateway
+    assert gateway is not None and at_exit == [gateway.close]
+    assert gateway.session is not None and not gateway.session.closed
+    at_exit[0]()  # what the interpreter does at its exit
+    assert gateway.session.closed and gateway.loop.is_closed()
+    handlers._gateway = None

@@ -12,8 +12,8 @@ import boto3
 import pytest
 
 from aws.config import load_config
-from chute import db
-from chute.config import ConfigError
+from chute.errors import ConfigError
+from chute.postgres import db
 from harness import Environment
 from lambda_world import REGION, TOKEN, TOKEN_PARAMETER
 

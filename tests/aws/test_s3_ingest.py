@@ -15,10 +15,11 @@ import pytest
 from aws import handlers
 from aws.handlers import on_failed_event, on_s3_event
 from aws.ingest import OutOfTime
-from chute.datasets import load
-from chute.messages import RowBatch
-from chute.rowids import row_uuid
-from chute.transform import FileUnusable, transform
+from chute.datasets.declarations import load
+from chute.errors import FileUnusable
+from chute.rabbitmq.messages import RowBatch
+from chute.reading.rowids import row_uuid
+from chute.reading.transform import transform
 from conftest import SAMPLE
 from harness import REPO, Environment
 from lambda_world import BUCKET, REGION, FakeContext, put

@@ -24,10 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
 from api.queries import Queries, create_reader_pool
-from chute import db
-from chute.config import Config
-from chute.datasets import load
-from chute.rowids import row_uuid
+from chute.datasets.declarations import load
+from chute.postgres import db
+from chute.reading.rowids import row_uuid
+from chute.runtime.config import Config
 from harness import Environment, Services, free_port, wait_until
 
 LOCATIONS = ("Oslo", "Lima", "Rome")

@@ -17,7 +17,7 @@ import schemathesis
 from hypothesis import strategies as st
 
 from api.routes import FILES_CURSOR, PEOPLE_CURSOR, REJECTS_CURSOR, RowsRoute
-from chute.datasets import load
+from chute.datasets.declarations import load
 from conftest import SAMPLE
 from harness import REPO, Environment, Services, free_port, wait_until
 

@@ -8,7 +8,7 @@ import uuid
 
 from test_redelivery import PEOPLE, claim, people
 
-from chute import db
+from chute.postgres import db
 from harness import Environment
 
 

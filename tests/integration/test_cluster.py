@@ -23,7 +23,7 @@ import pika
 import psycopg2
 import pytest
 
-from chute.broker import (
+from chute.rabbitmq.broker import (
     BATCHES,
     DEAD,
     DEAD_NOTIFY,
@@ -231,7 +231,7 @@ def test_classic_queues_of_an_earlier_chute_are_used_as_they_are_and_lose_nothin
         broker = Broker(AMQP, namespace)
         try:
             warned = [(r.queue, r.getMessage()) for r in caplog.records  # type: ignore[attr-defined]
-                      if r.name == "chute.broker" and r.levelname == "WARNING"]
+                      if r.name == "chute.rabbitmq.broker" and r.levelname == "WARNING"]
             assert warned == [(queue_name(namespace, queue),
                                "queue exists with other arguments (a classic queue of an "
                                "earlier chute?): using it as it is; see 'Migrating queues' "

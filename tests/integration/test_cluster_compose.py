@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import composefile
-from chute.config import amqp_nodes
+from chute.runtime.config import amqp_nodes
 from composefile import compose_command
 
 ROOT = Path(__file__).resolve().parents[2]

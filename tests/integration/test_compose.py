@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from chute.stack import REPLICAS, SERVICES
+from chute.commands.stack import REPLICAS, SERVICES
 from composefile import compose_command, rendered, run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from chute import db
-from chute.broker import BATCHES, Broker, dead_letters
-from chute.datasets import load
-from chute.rowids import row_uuid
+from chute.datasets.declarations import load
+from chute.postgres import db
+from chute.rabbitmq.broker import BATCHES, Broker, dead_letters
+from chute.reading.rowids import row_uuid
 from harness import AMQP, Environment, Services, wait_until
 
 HEADER = b"fullname,age,location\n"

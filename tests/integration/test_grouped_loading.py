@@ -19,9 +19,10 @@ from test_redelivery import (
     wait_for_state,
 )
 
-from chute import copyrows, db
-from chute.broker import Broker
-from chute.messages import RowBatch
+from chute.postgres import db
+from chute.rabbitmq.broker import Broker
+from chute.rabbitmq.messages import RowBatch
+from chute.reading import copyrows
 from harness import Environment, Services, wait_until
 
 

@@ -26,13 +26,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chute import db
-from chute.broker import dead_letters
-from chute.datasets import Datasets, load
-from chute.messages import FileDone, RowBatch
-from chute.rowids import row_uuid
-from chute.tables import DeclarationRefused
-from chute.transform import transform
+from chute.datasets.declarations import Datasets, load
+from chute.errors import DeclarationRefused
+from chute.postgres import db
+from chute.rabbitmq.broker import dead_letters
+from chute.rabbitmq.messages import FileDone, RowBatch
+from chute.reading.rowids import row_uuid
+from chute.reading.transform import transform
 from harness import AMQP, REPO, Environment, Services, wait_until
 
 DECLARATION = """
@@ -379,7 +379,8 @@ def test_keyed_files_through_the_pipeline_with_two_loaders(
     stock = next(d for d in environment.get("/datasets").json()["items"]
                  if d["name"] == "stock")
     assert (stock["key"], stock["rows"]) == (["sku", "site"], len(table_now(environment)))
-    status = subprocess.run([sys.executable, "-m", "chute.cli", "status", "--dataset", "stock"],
+    status = subprocess.run([sys.executable, "-m", "chute.commands.cli", "status",
+                             "--dataset", "stock"],
                             cwd=REPO, env=environment.env, capture_output=True, text=True,
                             timeout=60)
     assert status.returncode == 0, status.stderr

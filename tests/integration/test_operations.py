@@ -16,14 +16,14 @@ BAD_ROWS = b"fullname,age,location\nAda Lovelace,36,London\n,40,Paris\nAlan Turi
 
 def chute(environment: Environment, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "chute.cli", *args], cwd=REPO, env=environment.env,
+        [sys.executable, "-m", "chute.commands.cli", *args], cwd=REPO, env=environment.env,
         capture_output=True, text=True, timeout=timeout,
     )
 
 
 def test_ingest_follow_against_make_up_shows_progress_then_a_summary(
         environment: Environment, services: Services) -> None:
-    services.start("chute.stack")  # what `make up` runs after installing
+    services.start("chute.commands.stack")  # what `make up` runs after installing
     services.wait_for_api()
 
     result = chute(environment, "ingest", str(REPO / "data" / "sample.csv"), "--follow")

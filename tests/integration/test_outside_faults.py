@@ -22,8 +22,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from chute import health
-from chute.broker import (
+from chute.rabbitmq.broker import (
     BATCHES,
     FILES,
     Broker,
@@ -31,7 +30,8 @@ from chute.broker import (
     delete_namespace,
     queue_name,
 )
-from chute.health import HEALTH
+from chute.runtime import health
+from chute.runtime.health import HEALTH
 from cluster_harness import PostgresServer, RabbitCluster, RabbitNode
 from harness import AMQP, Environment, Services, wait_until
 

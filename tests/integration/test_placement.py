@@ -1,4 +1,4 @@
-"""Moving a finished file out of work/ (chute.placement): the destination recorded,
+"""Moving a finished file out of work/ (chute.runtime.placement): the destination recorded,
 then a rename that never replaces a file, so that a crash between two steps never
 leaves the recorded path behind; and a deadlock is a rolled-back transaction, not a
 lost connection."""
@@ -11,8 +11,9 @@ import threading
 import psycopg2.errors
 from test_redelivery import claim, people
 
-from chute import db, placement
-from chute.folders import Folders
+from chute.postgres import db
+from chute.runtime import placement
+from chute.runtime.folders import Folders
 from harness import Environment
 
 

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chute.broker import (
-    FILES,
-    Broker,
-    BrokerUnavailable,
-    Delivery,
-    delete_namespace,
-    queue_name,
-)
+from chute.errors import BrokerUnavailable
+from chute.rabbitmq.broker import FILES, Broker, Delivery, delete_namespace, queue_name
 from harness import AMQP, Environment, wait_until
 
 

@@ -13,8 +13,9 @@ import json
 import time
 import uuid
 
-from chute import copyrows, db
-from chute.broker import (
+from chute.datasets.declarations import load
+from chute.postgres import db
+from chute.rabbitmq.broker import (
     BATCHES,
     DEAD_NOTIFY,
     DELIVERY_LIMIT,
@@ -23,9 +24,9 @@ from chute.broker import (
     Delivery,
     dead_letters,
 )
-from chute.datasets import load
-from chute.messages import SCHEMA_VERSION, FileArrived, FileDone, RowBatch
-from chute.transform import transform
+from chute.rabbitmq.messages import SCHEMA_VERSION, FileArrived, FileDone, RowBatch
+from chute.reading import copyrows
+from chute.reading.transform import transform
 from harness import AMQP, Environment, Services, wait_until
 
 PEOPLE = load(None)["people"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
-from chute import db
+from chute.postgres import db
 from conftest import SAMPLE
 from harness import Environment, Services, wait_until
 

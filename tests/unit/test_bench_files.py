@@ -16,9 +16,9 @@ sys.path.insert(0, str(REPO))
 
 from bench import generate, generate_wide, names  # noqa: E402
 from bench.stack import DATASETS  # noqa: E402
-from chute.datasets import load  # noqa: E402
-from chute.messages import RowBatch  # noqa: E402
-from chute.transform import transform  # noqa: E402
+from chute.datasets.declarations import load  # noqa: E402
+from chute.rabbitmq.messages import RowBatch  # noqa: E402
+from chute.reading.transform import transform  # noqa: E402
 
 ROWS = 6_000
 
