@@ -138,8 +138,10 @@ def move_out(conn: db.Connection, folders: Folders, file_id: str, name: str,
                 return None  # a concurrent mover took it to the same recorded path
             except FileExistsError:
                 continue
-            folders.settle(file_id, name, dest, written)
+            # Cleared before the reason appears beside it: whoever sees the reason
+            # sees the move done (and a failure to place the reason records anew).
             db.set_move_error(conn, file_id, None)
+            folders.settle(file_id, name, dest, written)
             return dest
         raise FileExistsError(f"{target}: names for {name} kept being taken")
     except OSError as e:
