@@ -92,6 +92,18 @@ SCHEMAS: dict[str, Any] = {
             "name": {"type": "string"}, "type": {"type": "string"},
             "required": {"type": "boolean"}, "filter": {"type": "boolean"}})},
         "rows": COUNT,
+        "declaration": _obj({
+            "declared": {"type": "string", "description": "The hash of the declaration "
+                         "in this API's datasets file."},
+            "table": _nullable({"type": "string", "description": "The hash of the "
+                                "declaration the table holds rows of (chute.declarations)."}),
+            "matches": {"type": "boolean", "description": "False while a rebuild is due "
+                        "or running (chute rebuild)."},
+            "rebuild": _nullable(_obj({
+                "rebuild_id": {"type": "integer"}, "files_done": COUNT,
+                "files_total": _nullable(COUNT),
+                "started_at": {"type": "string", "format": "date-time"}})),
+        }),
     }),
     "Datasets": _obj({"items": {"type": "array", "items": _ref("Dataset")}}),
     "Health": _obj({"status": {"type": "string", "enum": ["ok"]}}),

@@ -27,6 +27,10 @@ PEOPLE_FILTERS = ("location", "first_name", "last_name", "min_age", "max_age")
 SETTLED_BELOW = """(SELECT coalesce(min(seq), 9223372036854775807) FROM chute.files
                    WHERE state IN ('received', 'processing') AND dataset = ${})"""
 
+# The declaration the dataset's table holds ($1 is the dataset's name in rows_sql).
+SERVED_DECLARATION = ("(SELECT declaration FROM chute.datasets WHERE name = $1) "
+                      "AS served_declaration")
+
 FILE_COLUMNS = """
     f.file_id::text AS file_id, f.seq, f.name, f.dataset, f.sha256, f.state, f.rows_total,
     coalesce(f.rows_loaded, b.rows_loaded) AS rows_loaded,
@@ -159,7 +163,11 @@ class Queries:
 
     async def rows(self, conn: asyncpg.Connection, dataset: Dataset, filters: dict[str, Any],
                    after: list[int] | None, limit: int) -> list[asyncpg.Record]:
-        sql, args = self.rows_sql(dataset, filters, after, limit)
+        """rows_sql, each row also saying which declaration its table holds (read in the
+        page's own snapshot: see routes.Served)."""
+        select = ", ".join(["id::text AS id", *(f'"{c.name}"' for c in dataset.columns),
+                            SERVED_DECLARATION])
+        sql, args = self.rows_sql(dataset, filters, after, limit, select)
         return await conn.fetch(sql, *args)
 
     async def people_rows(self, conn: asyncpg.Connection, filters: dict[str, Any],
@@ -175,6 +183,16 @@ class Queries:
                FROM chute.files
                WHERE state = 'loaded' AND dataset IS NOT NULL GROUP BY dataset""")
         return {row["dataset"]: row["rows"] for row in rows}
+
+    async def tables(self, conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
+        """Each dataset's table: the declaration it holds, and its running rebuild."""
+        rows = await conn.fetch(
+            """SELECT s.name, s.declaration, r.rebuild_id, r.files_total, r.started_at,
+                      (SELECT count(*) FROM chute.rebuild_files f
+                        WHERE f.rebuild_id = r.rebuild_id) AS files_done
+               FROM chute.datasets s
+               LEFT JOIN chute.rebuilds r ON r.dataset = s.name AND r.state = 'running'""")
+        return {row["name"]: row for row in rows}
 
     async def files(self, conn: asyncpg.Connection, name: str | None, state: str | None,
                     before_seq: int | None, limit: int, dataset: str | None = None

@@ -20,7 +20,7 @@ from aiohttp import web
 from api import params
 from api.errors import DATABASE_UNAVAILABLE, ApiError, not_found
 from api.queries import Queries
-from chute.datasets.declarations import Dataset, Datasets
+from chute.datasets.declarations import Dataset, Datasets, from_declaration
 from chute.rabbitmq import broker
 from chute.runtime.config import Config
 
@@ -141,32 +141,76 @@ async def list_datasets(request: web.Request) -> web.Response:
     datasets: Datasets = request.app[CONFIG].datasets
     async with request.app[POOL].acquire() as conn:
         loaded = await request.app[QUERIES].loaded_rows(conn)
+        tables = await request.app[QUERIES].tables(conn)
     items = [{
         "name": d.name, "table": d.table, "key": list(d.key),
         "columns": [{"name": c.name, "type": c.type.name, "required": c.needs_value,
                      "filter": c.filter} for c in d.columns],
         "rows": loaded.get(d.name, 0),
+        "declaration": _declaration(d, tables.get(d.name)),
     } for d in datasets]
     return web.json_response({"items": items})
 
 
+class Served:
+    """What each dataset's table holds: the declaration this API serves it by.
+
+    That is the declared one, unless the table holds rows of another (chute.datasets
+    says which): while a declaration the table cannot take waits for `chute rebuild`,
+    the API serves the old table by the old declaration (from chute.declarations), and
+    after the swap by the new one. Each page's statement also reads which declaration
+    the table holds, in the same snapshot, so a page is typed by its own table's.
+    """
+
+    def __init__(self, datasets: Datasets) -> None:
+        self.routes = {route.dataset.name: route for route in RowsRoute.of_all(datasets)}
+
+    async def follow(self, conn: asyncpg.Connection, name: str) -> RowsRoute:
+        """The route by the declaration the table holds now (read afresh)."""
+        text = await conn.fetchval(
+            "SELECT d.declaration FROM chute.datasets s JOIN chute.declarations d "
+            "ON d.hash = s.declaration WHERE s.name = $1", name)
+        route = self.routes[name]
+        if text is not None and text != route.dataset.declaration:
+            route = self.routes[name] = RowsRoute.of(from_declaration(name, text))
+        return route
+
+
+SERVED = web.AppKey("served", Served)
+
+
 def add_dataset_routes(app: web.Application, datasets: Datasets) -> None:
     """/datasets/NAME/rows for each dataset: one route each, as the document lists them."""
-    for route in RowsRoute.of_all(datasets):
-        async def handler(request: web.Request, route: RowsRoute = route) -> web.Response:
-            return await dataset_rows(request, route)
+    app[SERVED] = Served(datasets)
+    for dataset in datasets:
+        async def handler(request: web.Request, name: str = dataset.name) -> web.Response:
+            return await dataset_rows(request, name)
 
-        app.router.add_get(f"/datasets/{route.dataset.name}/rows", handler)
+        app.router.add_get(f"/datasets/{dataset.name}/rows", handler)
 
 
-async def dataset_rows(request: web.Request, route: RowsRoute) -> web.Response:
+async def dataset_rows(request: web.Request, name: str) -> web.Response:
     """A dataset's rows in arrival order, filtered by its declared filters, page by page;
     stable while files load, as /people is."""
-    query = route.query.parse(request)
-    limit = query.pop("limit")
-    after = query.pop("cursor")
+    served = request.app[SERVED]
+    route = served.routes[name]
     async with request.app[POOL].acquire() as conn:
-        rows = await request.app[QUERIES].rows(conn, route.dataset, query, after, limit + 1)
+        for attempt in range(3):
+            query = route.query.parse(request)
+            limit = query.pop("limit")
+            after = query.pop("cursor")
+            try:
+                rows = await request.app[QUERIES].rows(conn, route.dataset, query, after,
+                                                       limit + 1)
+            except asyncpg.UndefinedColumnError:
+                if attempt == 2:
+                    raise
+                route = await served.follow(conn, name)  # rebuilt: a column went
+                continue
+            if not rows or rows[0]["served_declaration"] in (
+                    None, route.dataset.declaration_hash) or attempt == 2:
+                break
+            route = await served.follow(conn, name)  # rebuilt under another declaration
     columns = [c.name for c in route.dataset.columns]
     items = [{"id": row["id"], **{c: _json_value(row[c]) for c in columns}}
              for row in rows[:limit]]
@@ -265,6 +309,19 @@ async def _new_connection_problem(config: Config) -> list[str]:
 
 def _person(row: asyncpg.Record) -> dict[str, Any]:
     return {key: row[key] for key in ("id", "first_name", "last_name", "age", "location")}
+
+
+def _declaration(dataset: Dataset, table: asyncpg.Record | None) -> dict[str, Any]:
+    """The declaration declared and the one its table holds (they differ while a
+    rebuild is due or running), and the running rebuild's progress."""
+    held = table["declaration"] if table else None
+    rebuild = None
+    if table and table["rebuild_id"] is not None:
+        rebuild = {"rebuild_id": table["rebuild_id"], "files_done": table["files_done"],
+                   "files_total": table["files_total"],
+                   "started_at": table["started_at"].isoformat()}
+    return {"declared": dataset.declaration_hash, "table": held,
+            "matches": held == dataset.declaration_hash, "rebuild": rebuild}
 
 
 def _json_value(value: Any) -> Any:

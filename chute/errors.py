@@ -92,6 +92,16 @@ class DataFolderUnusable(WorkerStops):
     the worker stops with this one line rather than failing file after file."""
 
 
+class DeclarationStale(WorkerStops):
+    """The dataset's table was rebuilt under a declaration of another shape than this
+    worker's (it started before the datasets file changed): it must restart with the
+    current file. Nothing of the batch in hand is written."""
+
+
+class RebuildError(ChuteError):
+    """`chute rebuild` or `chute replay` cannot go on; str(e) says why, in one line."""
+
+
 class Interrupted(WorkerStops):
     """SIGTERM arrived in the middle of a long message: stop now, leave it unacknowledged.
 

@@ -24,7 +24,7 @@ import time
 import uuid
 
 from chute.datasets.declarations import Dataset
-from chute.errors import MessageDecodeError
+from chute.errors import MessageDecodeError, WorkerStops
 from chute.postgres import db
 from chute.rabbitmq.broker import Broker, Delivery
 from chute.rabbitmq.messages import FileDone, RowBatch, kind_of
@@ -95,7 +95,7 @@ class BatchHandler:
         try:
             completed = self.broker.keep_alive_during(lambda: db.load_batches(
                 self.conn, [(dataset, batch) for _d, dataset, batch in group]))
-        except ConnectionError:
+        except (ConnectionError, WorkerStops):
             raise
         except Exception:  # noqa: BLE001 - each batch is loaded alone, and fails alone
             log.warning("loading a group of batches failed: one at a time", exc_info=True)
@@ -136,8 +136,9 @@ class BatchHandler:
             else:
                 loaded = self.broker.keep_alive_during(
                     lambda: db.record_done(self.conn, message, self.keyed))
-        except ConnectionError:
-            raise  # database or broker lost: the session restarts, the batch is redelivered
+        except (ConnectionError, WorkerStops):
+            raise  # database or broker lost (the session restarts), or a stale worker
+            # (it stops): the batch is redelivered
         except Exception as e:  # a bug or a row PostgreSQL refuses: retry, then fail the file
             give_up_or_retry(
                 self.broker, delivery,

@@ -23,37 +23,13 @@ from chute.errors import FileChanged, FileUnusable, Interrupted, MessageDecodeEr
 from chute.postgres import db
 from chute.rabbitmq.broker import BATCHES, Broker, Delivery
 from chute.rabbitmq.messages import FileArrived, FileDone, RowBatch
-from chute.reading.transform import transform
+from chute.reading.transform import COLUMNAR_FROM_BYTES, HashingReader, transform
 from chute.runtime import metrics, placement
 from chute.runtime.config import Config
 from chute.runtime.folders import Folders, cannot_read
 from chute.runtime.service import Stop, give_up_or_retry
 
 log = logging.getLogger(__name__)
-
-# Files smaller than this are read row by row: the columnar path costs about 4 ms to set
-# up per file (pyarrow calls per column) and wins only from about 300 rows (~9 KB of
-# people) up. Measured on 100-row files: 4.4 ms columnar, 1.6 ms row by row. Both ways
-# give the same bytes and the same batches (see chute.reading.transform), so the choice is free.
-COLUMNAR_FROM_BYTES = 8 << 10
-
-
-class _HashingReader(io.RawIOBase):
-    """Reads the claimed file for the CSV reader and hashes every byte on the way."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        super().__init__()
-        self.raw = raw
-        self.digest = hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        count = self.raw.readinto(buffer)  # type: ignore[attr-defined]
-        self.digest.update(memoryview(buffer)[:count])
-        return count
-
 
 class FileHandler:
     def __init__(self, config: Config, conn: db.Connection, broker: Broker, stop: Stop) -> None:
@@ -68,6 +44,8 @@ class FileHandler:
         # The messages that close the files in hand (their last batch or FileDone),
         # published together by `handle_pending` before their events are acked.
         self.closing: list[tuple[str, dict[str, Any], bytes]] = []
+        # Held datasets (config.held) whose table fits by now: a rebuild swapped it in.
+        self.fitted: set[str] = set()
 
     def on_file_arrived(self, delivery: Delivery) -> None:
         """Called by pika for each FileArrived: kept for handle_pending, which pika
@@ -93,8 +71,9 @@ class FileHandler:
             except MessageDecodeError as e:
                 log.error("undecodable file event", extra={"error": str(e)})
                 self.broker.reject(delivery, requeue=False)  # it will never decode
+        waiting = self._hold_waiting(events)
+        done = [d for d in deliveries if d.tag in waiting]
         self.begun = self._begin_all(list(events.values()))
-        done = []
         for delivery in deliveries:
             if self.stop():
                 break  # not started: closing the connection hands it back
@@ -105,6 +84,29 @@ class FileHandler:
         self.closing = []
         self.broker.ack_all(done)
 
+    def _hold_waiting(self, events: dict[int, FileArrived]) -> set[int]:
+        """Take out of `events` the files of held datasets (start-up found their table
+        does not fit the declaration) whose table still does not: each stays `received`,
+        with why in its error, and its event is acked. `chute rebuild` sends them again
+        once the rebuilt table is swapped in; a dataset whose table fits by then (a
+        rebuild swapped it in since this worker started) is no longer held."""
+        held = {e.dataset for e in events.values()} & (self.config.held - self.fitted)
+        if not held:
+            return set()
+        shapes = db.table_shapes(self.conn)
+        for name in held:
+            if shapes.get(name) == self.config.datasets[name].shape:
+                self.fitted.add(name)
+                log.info("dataset no longer held: its table fits", extra={"dataset": name})
+        waiting = {tag: e for tag, e in events.items() if e.dataset in held - self.fitted}
+        for name in {e.dataset for e in waiting.values()}:
+            db.hold_files(self.conn, [e.file_id for e in waiting.values() if e.dataset == name],
+                          f"waiting for \"chute rebuild {name}\": the table of dataset "
+                          f"{name} does not fit its declaration")
+        for tag in waiting:
+            del events[tag]
+        return set(waiting)
+
     def _begin_all(self, events: list[FileArrived]) -> dict[str, tuple[str, int, set[int]]]:
         """Claim a group's files for transforming in one transaction (one commit); {}
         when that fails for a reason of its own, so that each file is claimed alone
@@ -113,12 +115,18 @@ class FileHandler:
             return {}
         try:
             return db.begin_processing_many(
-                self.conn, [(e.file_id, e.sha256) for e in events], self.config.batch_size)
+                self.conn, [(e.file_id, e.sha256) for e in events], self.config.batch_size,
+                self._declarations(events))
         except ConnectionError:
             raise
         except Exception:  # noqa: BLE001 - each file is tried alone, and fails alone
             log.warning("claiming a group of files failed: one at a time", exc_info=True)
             return {}
+
+    def _declarations(self, events: list[FileArrived]) -> dict[str, str]:
+        """The declaration each file is typed under, for its history (chute.files)."""
+        found = {e.file_id: self.config.datasets.get(e.dataset) for e in events}
+        return {file_id: d.declaration_hash for file_id, d in found.items() if d is not None}
 
     def _settle(self, delivery: Delivery, event: FileArrived) -> bool:
         """Handle one event; True when it is to be acked once the closing messages are
@@ -147,7 +155,8 @@ class FileHandler:
         context = {"file_id": event.file_id, "file_name": event.name,
                    "dataset": event.dataset}
         begun = self.begun.pop(event.file_id, None) or db.begin_processing_many(
-            self.conn, [(event.file_id, event.sha256)], self.config.batch_size)[event.file_id]
+            self.conn, [(event.file_id, event.sha256)], self.config.batch_size,
+            self._declarations([event]))[event.file_id]
         state, batch_size, already_loaded = begun
         if state in ("duplicate", "loaded"):
             # Also repairs a move that a crash interrupted (moving is idempotent).
@@ -222,7 +231,7 @@ class FileHandler:
         matches the claim, so a changed file never completes, and a file of one batch
         (most files) sends nothing at all when it changed.
         """
-        hashing = _HashingReader(raw)
+        hashing = HashingReader(raw)
         stream = io.BufferedReader(hashing, buffer_size=1 << 16)
         held: RowBatch | None = None
         for message in transform(stream, dataset, event.file_id, event.seq, event.sha256,

@@ -6,6 +6,7 @@ data folder (CHUTE_DATA_DIR); `retry` also needs the database and broker URLs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -20,7 +21,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from chute.errors import ConfigError, DatabaseUnavailable, RetryError
+from chute.errors import (
+    BrokerUnavailable,
+    ConfigError,
+    DatabaseUnavailable,
+    RebuildError,
+    RetryError,
+)
 from chute.runtime.config import Config, api_address
 
 FINAL = ("loaded", "duplicate", "quarantined", "failed")
@@ -179,6 +186,70 @@ def retry(session: Session, file_id: str) -> None:
     except RetryError as e:
         fail(str(e), 1)
     console.print(f"{name}: sent back through the pipeline ({file_id})")
+
+
+@main.command()
+@click.argument("dataset")
+@click.option("--skip-missing", is_flag=True,
+              help="Go on without archived files that are missing or changed (each is "
+                   "recorded as failed, with why) instead of stopping before the swap.")
+@click.pass_obj
+def rebuild(session: Session, dataset: str, skip_missing: bool) -> None:
+    """Rebuild DATASET's table from the archive under the current declaration, beside
+    the live one, then swap it in; the old table is kept as TABLE_previous."""
+    from chute.commands.rebuild import rebuild as run  # needs the database and broker
+
+    config = session.config
+    # A bar only on a terminal: piped output stays lines (rich's bar adds blank ones).
+    bar = Progress(TextColumn(f"rebuilding {dataset}"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total} files"), TimeElapsedColumn(),
+                   console=errors, transient=True) if errors.is_terminal else None
+    with bar or contextlib.nullcontext():
+        task = bar.add_task("files", total=None) if bar else None
+
+        def progress(done: int, total: int) -> None:
+            if bar is not None and task is not None:
+                bar.update(task, completed=done, total=total)
+
+        try:
+            outcome = run(config, dataset, skip_missing, progress)
+        except (RebuildError, DatabaseUnavailable, BrokerUnavailable) as e:
+            problem = str(e)
+        else:
+            problem = None
+    if problem is not None:
+        fail(problem, 1)  # once the bar is gone: one line
+    for line in outcome.skipped:
+        console.print(f"left out: {line}", markup=False, soft_wrap=True)
+    console.print(f"dataset {dataset}: rebuilt from {outcome.files} archived files and "
+                  f"swapped in (rebuild {outcome.rebuild_id}); the old table is "
+                  f"{outcome.kept_as}; {outcome.resent} waiting files sent on", markup=False)
+
+
+@main.command()
+@click.argument("file_ids", nargs=-1)
+@click.option("--dataset", help="Every loaded file of this dataset that has rejects.")
+@click.option("--rejected", is_flag=True, help="Replay rejected rows (the only kind).")
+@click.pass_obj
+def replay(session: Session, file_ids: tuple[str, ...], dataset: str | None,
+           rejected: bool) -> None:
+    """Give the rejected rows of loaded files a second chance under the current
+    declaration: FILE_ID..., or --dataset NAME --rejected."""
+    from chute.commands.replay import replay as run  # needs the database
+
+    if bool(file_ids) == bool(dataset):
+        fail("name FILE_IDs, or --dataset NAME --rejected (not both)", 2)
+    if dataset and not rejected:
+        fail("--dataset replays rejected rows: say --rejected", 2)
+    try:
+        results = run(session.config, dataset, list(file_ids),
+                      lambda r: console.print(f"{r.name} ({r.file_id}): {r.passed} rows now "
+                                              f"load, {r.still_rejected} still rejected",
+                                              markup=False))
+    except (RebuildError, DatabaseUnavailable) as e:
+        fail(str(e), 1)
+    console.print(f"replayed {len(results)} files: {sum(r.passed for r in results)} rows "
+                  "loaded", markup=False)
 
 
 @main.command()

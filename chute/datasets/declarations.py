@@ -13,6 +13,7 @@ the field (DatasetsError); never a traceback, never a half-applied schema.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import re
 import tomllib
 from collections.abc import Iterator
@@ -107,6 +108,24 @@ class Dataset:
     key: tuple[str, ...]
     delimiter: str
     encoding: str
+    # Its declaration as canonical JSON (the checked TOML, columns in order): what
+    # chute.declarations keeps, so a table's own declaration can be read back
+    # (from_declaration) by an API that runs a newer one, and a rebuild says which.
+    declaration: str = ""
+
+    @property
+    def declaration_hash(self) -> str:
+        """Names this declaration in chute.declarations and in each file's history."""
+        return hashlib.sha256(f"{self.name}\n{self.declaration}".encode()).hexdigest()[:16]
+
+    @property
+    def shape(self) -> str:
+        """What the table holds of the declaration (columns, types, NOT NULL, key), as
+        a hash: two declarations of one shape load the same COPY tuples into the same
+        table; any other change needs a rebuild."""
+        parts = [self.table, *(f"{c.name} {c.type.pg_type} {c.required}" for c in self.columns),
+                 "key " + ",".join(self.key)]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
     @property
     def headers(self) -> tuple[str, ...]:
@@ -302,7 +321,19 @@ def _dataset(name: str, spec: _DatasetSpec, source: str) -> Dataset:
         for column, column_spec in spec.columns.items())
     return Dataset(name=name, table=table, match=match, columns=columns,
                    filters=tuple(spec.filters), key=tuple(spec.key),
-                   delimiter=spec.delimiter, encoding=encoding)
+                   delimiter=spec.delimiter, encoding=encoding,
+                   declaration=msgspec.json.encode(
+                       msgspec.structs.replace(spec, table=table)).decode())
+
+
+def from_declaration(name: str, text: str) -> Dataset:
+    """A dataset from its stored declaration (Dataset.declaration)."""
+    spec = _convert(msgspec.json.decode(text), _DatasetSpec, "stored declaration",
+                    f"datasets.{name}")
+    columns = {column: _convert(value, _ColumnSpec, "stored declaration",
+                                f"datasets.{name}.columns.{column}")
+               for column, value in spec.columns.items()}
+    return _dataset(name, msgspec.structs.replace(spec, columns=columns), "stored declaration")
 
 
 def _column(name: str, spec: _ColumnSpec, dataset: _DatasetSpec, is_filter: bool,

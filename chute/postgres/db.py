@@ -25,7 +25,7 @@ from psycopg2 import sql
 from psycopg2.extensions import connection as Connection  # noqa: N812 - re-exported type
 
 from chute.datasets.declarations import Dataset, Datasets
-from chute.errors import DatabaseUnavailable
+from chute.errors import DatabaseUnavailable, DeclarationStale
 from chute.postgres import tables
 from chute.rabbitmq.messages import FileDone, RowBatch
 from chute.reading import copyrows
@@ -131,28 +131,30 @@ def ensure_database(url: str) -> None:
                 pass  # another service created it at the same moment
 
 
-def prepare(url: str, datasets: Datasets, reader: str) -> None:
+def prepare(url: str, datasets: Datasets, reader: str) -> dict[str, str]:
     """Create the database if missing, apply the schema and bring every dataset's table
     in step: what every service does before anything else, so that nobody runs SQL by
-    hand. Raises tables.DeclarationRefused (nothing applied) when a declaration cannot
-    be applied."""
+    hand. Returns the datasets whose declaration the table cannot take ({name: the one
+    line}): nothing is applied to those, and their files wait for `chute rebuild`."""
     ensure_database(url)
     conn = connect(url)
     try:
-        apply_schema(conn, datasets, reader)
+        return apply_schema(conn, datasets, reader)
     finally:
         conn.close()
 
 
-def apply_schema(conn: Connection, datasets: Datasets, reader: str) -> None:
+def apply_schema(conn: Connection, datasets: Datasets, reader: str) -> dict[str, str]:
     text = package_files("chute.postgres").joinpath("schema.sql").read_text()
     statement = sql.SQL(text).format(reader=sql.Identifier(reader),
                                      reader_name=sql.Literal(reader))
     with transaction(conn) as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         cur.execute(statement)
-        for change in tables.apply(cur, datasets, reader):
+        changes, refused = tables.apply(cur, datasets, reader)
+        for change in changes:
             log.info("table changed", extra={"change": change})
+    return refused
 
 
 def plan_tables(url: str, datasets: Datasets) -> list[tables.TablePlan]:
@@ -312,7 +314,8 @@ def begin_processing(conn: Connection, file_id: str, batch_size: int) -> tuple[s
     return state, size
 
 
-def begin_processing_many(conn: Connection, files: list[tuple[str, str]], batch_size: int
+def begin_processing_many(conn: Connection, files: list[tuple[str, str]], batch_size: int,
+                          declarations: dict[str, str] | None = None
                           ) -> dict[str, tuple[str, int, set[int]]]:
     """begin_processing for several files (file_id, sha256) in one transaction and one
     round trip (chute.claim_files, in schema.sql): {file_id: (state, batch size, batches
@@ -327,8 +330,29 @@ def begin_processing_many(conn: Connection, files: list[tuple[str, str]], batch_
     with transaction(conn) as cur:
         cur.execute("SELECT claimed_id::text, claim, claim_batch_size, loaded "
                     "FROM chute.claim_files(%s::uuid[], %s)", (ordered, batch_size))
-        return {file_id: (state, size, set(loaded))
-                for file_id, state, size, loaded in cur.fetchall()}
+        claims = {file_id: (state, size, set(loaded))
+                  for file_id, state, size, loaded in cur.fetchall()}
+        typed = [(f, h) for f, h in (declarations or {}).items()
+                 if claims.get(_canonical(f), ("",))[0] == "process"]
+        if typed:  # which declaration types each file: its history says
+            cur.execute("UPDATE chute.files f SET declaration = d.hash FROM unnest("
+                        "%s::uuid[], %s::text[]) AS d(file_id, hash) WHERE f.file_id = d.file_id",
+                        ([f for f, _h in typed], [h for _f, h in typed]))
+        return claims
+
+
+def table_shapes(conn: Connection) -> dict[str, str]:
+    """The shape (Dataset.shape) each dataset's live table holds, by dataset."""
+    with transaction(conn) as cur:
+        cur.execute("SELECT name, shape FROM chute.datasets")
+        return dict(cur.fetchall())
+
+
+def hold_files(conn: Connection, file_ids: list[str], why: str) -> None:
+    """Files of a held dataset wait, `received`, saying why; a claim clears it."""
+    with transaction(conn) as cur:
+        cur.execute("UPDATE chute.files SET error = %s WHERE file_id = ANY(%s::uuid[]) "
+                    "AND state = 'received'", (why, file_ids))
 
 
 def finish_file(conn: Connection, file_id: str, state: str, error: str | None) -> None:
@@ -393,7 +417,7 @@ def load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | Non
     it to archive/ before acknowledging: a crash between the commit and the move is
     repaired by the redelivery.
 
-    A keyed dataset's batch is merged into its table (_upsert_rows) and its ledger row
+    A keyed dataset's batch is merged into its table (upsert_rows) and its ledger row
     keeps how many rows it inserted, replaced and ignored. Two keyed batches that touch
     the same keys can, rarely, deadlock (each waits for a key the other inserted): the
     server cancels one, which is then simply run again, a few times at most.
@@ -427,6 +451,7 @@ def load_batches(conn: Connection, work: list[tuple[Dataset, RowBatch]]
     assert not any(dataset.key for dataset, _batch in work)
     batches = [batch for _dataset, batch in work]
     with transaction(conn) as cur:
+        hold_tables(cur, list({d.name: d for d, _batch in work}.values()))
         cur.execute(
             """INSERT INTO chute.batches (file_id, batch_no, rows_loaded, rows_rejected)
                SELECT * FROM unnest(%s::uuid[], %s::integer[], %s::integer[], %s::integer[])
@@ -450,7 +475,7 @@ def load_batches(conn: Connection, work: list[tuple[Dataset, RowBatch]]
             by_dataset.setdefault(dataset.name, (dataset, []))[1].append(batch.rows)
         for dataset, rows in by_dataset.values():
             if any(rows):
-                _copy_rows(cur, dataset, b"".join(rows))
+                copy_rows(cur, dataset, b"".join(rows))
         rejects = b"".join(batch.rejects for _dataset, batch in new)
         if rejects:
             _copy_rejects(cur, rejects)
@@ -460,6 +485,22 @@ def load_batches(conn: Connection, work: list[tuple[Dataset, RowBatch]]
     for batch, fresh in zip(batches, is_new, strict=True):
         _count(batch, fresh, None)
     return [loaded.get(batch.file_id) for batch in batches]
+
+
+def hold_tables(cur: Any, datasets: list[Dataset]) -> None:
+    """Share-lock each dataset's row of chute.datasets for this transaction, and check
+    that its table holds rows of this worker's shape. A rebuild's swap takes the row's
+    update lock: it waits for the batches writing to the old table, and the batches
+    after it write to the new one (whose shape a stale worker would not fit)."""
+    cur.execute("SELECT name, shape FROM chute.datasets WHERE name = ANY(%s) ORDER BY name "
+                "FOR SHARE", ([d.name for d in datasets],))
+    found = dict(cur.fetchall())
+    for dataset in datasets:
+        if found.get(dataset.name, dataset.shape) != dataset.shape:
+            raise DeclarationStale(
+                f"dataset {dataset.name}: its table now holds another declaration than "
+                "this worker's (rebuilt since it started): restart it with the current "
+                "datasets file")
 
 
 def _load_batch(conn: Connection, dataset: Dataset, batch: RowBatch) -> str | None:
@@ -474,6 +515,7 @@ def _load_in(cur: Any, dataset: Dataset, batch: RowBatch
     """A batch's statements, in the caller's transaction: (the file's name if it is
     loaded afterwards, whether the batch was new, its keyed counts)."""
     outcome = None
+    hold_tables(cur, [dataset])
     cur.execute(
         """INSERT INTO chute.batches (file_id, batch_no, rows_loaded, rows_rejected)
            VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1""",
@@ -482,7 +524,7 @@ def _load_in(cur: Any, dataset: Dataset, batch: RowBatch
     fresh = cur.fetchone() is not None
     if fresh:
         if dataset.key:
-            outcome = (_upsert_rows(cur, dataset, batch.rows, batch.row_count)
+            outcome = (upsert_rows(cur, dataset, batch.rows, batch.row_count)
                        if batch.rows else (0, 0, 0))
             cur.execute(
                 """UPDATE chute.batches SET rows_inserted = %s, rows_replaced = %s,
@@ -491,7 +533,7 @@ def _load_in(cur: Any, dataset: Dataset, batch: RowBatch
                 (*outcome, batch.file_id, batch.batch_no),
             )
         elif batch.rows:
-            _copy_rows(cur, dataset, batch.rows)
+            copy_rows(cur, dataset, batch.rows)
         if batch.rejects:
             _copy_rejects(cur, batch.rejects)
     # The last batch closes its file (no FileDone): its totals are written with the
@@ -545,7 +587,7 @@ def _count(batch: RowBatch, fresh: bool, outcome: tuple[int, int, int] | None) -
                  extra={"file_id": batch.file_id, "batch_no": batch.batch_no})
 
 
-def _copy_rows(cur: Any, dataset: Dataset, rows: bytes) -> None:
+def copy_rows(cur: Any, dataset: Dataset, rows: bytes) -> None:
     """COPY the rows (binary tuples, see copyrows); if some already exist (an earlier
     arrival of the same bytes that failed half-way), insert only the missing ones
     instead: never a second copy."""
@@ -572,7 +614,7 @@ def _copy_rows(cur: Any, dataset: Dataset, rows: bytes) -> None:
         cur.execute("DROP TABLE incoming")  # another batch of a group may need it
 
 
-def _upsert_rows(cur: Any, dataset: Dataset, rows: bytes, count: int) -> tuple[int, int, int]:
+def upsert_rows(cur: Any, dataset: Dataset, rows: bytes, count: int) -> tuple[int, int, int]:
     """Merge a keyed batch into its table; returns how many of its `count` rows were
     inserted (a new key), replaced an older version, or were ignored.
 
@@ -602,7 +644,7 @@ def _upsert_rows(cur: Any, dataset: Dataset, rows: bytes, count: int) -> tuple[i
     declaration changed how the key is read between two arrivals of the same bytes
     (an earlier one failed half-way; a loaded one makes the next a duplicate): then
     that line is in the table already under another key, and it is ignored, as the
-    unkeyed path skips rows already loaded (_copy_rows).
+    unkeyed path skips rows already loaded (copy_rows).
     """
     table = sql.Identifier("public", dataset.table)
     staging = _staging_name(dataset)
@@ -621,7 +663,7 @@ def _upsert_rows(cur: Any, dataset: Dataset, rows: bytes, count: int) -> tuple[i
     return inserted, replaced, count - inserted - replaced
 
 
-# The merge of a keyed batch (see _upsert_rows). {guard} is empty but after an id
+# The merge of a keyed batch (see upsert_rows). {guard} is empty but after an id
 # conflict. The row comparison is on (file_seq, line): arrival order, then line.
 UPSERT = """
 WITH written AS (
@@ -640,7 +682,7 @@ def upsert_statement(dataset: Dataset, staging: str,
                      skip_lines_loaded: bool = False) -> sql.Composable:
     """UPSERT for a dataset and a staging table (public: the benchmark's floor runs the
     very same statement by hand). skip_lines_loaded leaves out the staged rows whose id
-    the table holds under another key (see _upsert_rows)."""
+    the table holds under another key (see upsert_rows)."""
     table = sql.Identifier("public", dataset.table)
     names = ("id", *(c.name for c in dataset.columns), "file_seq", "line")
 

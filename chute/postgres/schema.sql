@@ -264,6 +264,87 @@ BEGIN
 END
 $$;
 
+-- Every declaration a dataset has had (chute.datasets.declarations.Dataset.declaration:
+-- the checked TOML as canonical JSON), by its hash; each file says which one typed it.
+CREATE TABLE IF NOT EXISTS chute.declarations (
+    hash        text PRIMARY KEY,
+    dataset     text NOT NULL,
+    declaration text NOT NULL,
+    first_seen  timestamptz NOT NULL DEFAULT now()
+);
+-- Each dataset's live table and the declaration it holds rows of: set when the table
+-- is made or brought in step at start, and by a rebuild's swap. `shape` (Dataset.shape)
+-- is what a loader checks, under this row's share lock, before writing a batch: the
+-- swap takes the row's update lock, so no batch writes to a table being swapped.
+CREATE TABLE IF NOT EXISTS chute.datasets (
+    name        text PRIMARY KEY,
+    table_name  text NOT NULL,
+    declaration text NOT NULL REFERENCES chute.declarations,
+    shape       text NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM information_schema.columns WHERE table_schema = 'chute'
+                   AND table_name = 'files' AND column_name = 'declaration') THEN
+        ALTER TABLE chute.files ADD COLUMN declaration text;
+    END IF;
+END
+$$;
+
+-- `chute rebuild` (chute/rebuilding): a new table loaded from the archive beside the
+-- live one, then swapped in. Its progress is kept per file, so a rebuild killed at
+-- any point resumes (the same declaration) or starts over (another), to the same end.
+CREATE TABLE IF NOT EXISTS chute.rebuilds (
+    rebuild_id  bigserial PRIMARY KEY,
+    dataset     text NOT NULL,
+    declaration text NOT NULL REFERENCES chute.declarations,
+    table_name  text NOT NULL,            -- the table being loaded
+    kept_as     text,                     -- after the swap: the old table's new name
+    state       text NOT NULL DEFAULT 'running'
+                CHECK (state IN ('running', 'swapped', 'abandoned')),
+    files_total integer,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);
+CREATE UNIQUE INDEX IF NOT EXISTS rebuilds_running ON chute.rebuilds (dataset)
+    WHERE state = 'running';
+-- Each file a rebuild has loaded (or skipped, with why), in the transaction that loaded
+-- its rows into the new table; its batches' counts and its rejects under the new
+-- declaration, which become the file's at the swap.
+CREATE TABLE IF NOT EXISTS chute.rebuild_files (
+    rebuild_id    bigint NOT NULL REFERENCES chute.rebuilds ON DELETE CASCADE,
+    file_id       uuid NOT NULL,          -- no foreign key: chute.files stays truncatable
+    rows_total    bigint,
+    batches_total integer,
+    skipped       text,                   -- why it is not in the new table
+    skipped_state text CHECK (skipped_state IN ('failed', 'quarantined')),
+    PRIMARY KEY (rebuild_id, file_id)
+);
+CREATE TABLE IF NOT EXISTS chute.rebuild_batches (
+    rebuild_id    bigint NOT NULL,
+    file_id       uuid NOT NULL,
+    batch_no      integer NOT NULL,
+    rows_loaded   integer NOT NULL,
+    rows_rejected integer NOT NULL,
+    rows_inserted integer,
+    rows_replaced integer,
+    rows_ignored  integer,
+    PRIMARY KEY (rebuild_id, file_id, batch_no),
+    FOREIGN KEY (rebuild_id, file_id) REFERENCES chute.rebuild_files ON DELETE CASCADE
+        DEFERRABLE INITIALLY DEFERRED
+);
+CREATE TABLE IF NOT EXISTS chute.rebuild_rejects (
+    rebuild_id bigint NOT NULL,
+    file_id    uuid NOT NULL,
+    line       bigint NOT NULL,
+    reason     text NOT NULL,
+    raw        text NOT NULL,
+    PRIMARY KEY (rebuild_id, file_id, line),
+    FOREIGN KEY (rebuild_id, file_id) REFERENCES chute.rebuild_files ON DELETE CASCADE
+        DEFERRABLE INITIALLY DEFERRED
+);
+
 -- The API's role: it can read and nothing else.
 DO $$
 BEGIN

@@ -10,8 +10,8 @@ a missing table is created, a new optional column is added, the filter index fol
 the declared filters, a key declared on an empty table gets its unique index. Anything
 else (a type changed, a column removed or made required, a key added to a table that
 holds rows, changed or removed) refuses with one line naming the dataset, the column,
-what the table has and what the file says: chute never drops or rewrites loaded data on
-its own.
+what the table has and what the file says, and `chute rebuild`: chute never drops or
+rewrites loaded data on its own. A refused dataset's files wait; the others run.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from typing import Any
 from psycopg2 import sql
 
 from chute.datasets.declarations import LINEAGE, Column, Dataset, Datasets
-from chute.errors import DeclarationRefused
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class TablePlan:
     @property
     def summary(self) -> str:
         if self.refusal:
-            return f"refused: {self.refusal}"
+            return f"refused: {self.refusal} (run \"chute rebuild {self.dataset.name}\")"
         if not self.actions:
             return "matches the database"
         return "; ".join(a.description for a in self.actions)
@@ -98,9 +97,7 @@ def plan(cur: Any, dataset: Dataset) -> TablePlan:
     declared = {c.name for c in dataset.columns} | set(LINEAGE)
     extra = [name for name in found if name not in declared]
     if extra:
-        return refuse(f"column {extra[0]}: the table has it, the file does not declare it "
-                      "(chute never drops loaded data: drop the column by hand, or "
-                      "declare it)")
+        return refuse(f"column {extra[0]}: the table has it, the file does not declare it")
     keyed = _index_columns(cur, key_index(dataset))
     if keyed != dataset.key:
         refusal = _key_change(cur, dataset, table, keyed)
@@ -128,15 +125,18 @@ def plan_new(dataset: Dataset) -> TablePlan:
     return TablePlan(dataset, False, tuple(_create(dataset, table)), None)
 
 
-def apply(cur: Any, datasets: Datasets, reader: str) -> list[str]:
+def apply(cur: Any, datasets: Datasets, reader: str) -> tuple[list[str], dict[str, str]]:
     """Bring every dataset's table in step (the caller holds the schema lock, in one
-    transaction, so a refusal leaves nothing half-applied); returns what was done."""
+    transaction); returns what was done, and the datasets refused ({name: the one
+    line}): their tables are left as they are, and their files wait for `chute rebuild`
+    while the other datasets run."""
     plans = [plan(cur, dataset) for dataset in datasets]
-    for p in plans:
-        if p.refusal:
-            raise DeclarationRefused(p.refusal)
+    refused = {p.dataset.name: f"{p.refusal} (run \"chute rebuild {p.dataset.name}\")"
+               for p in plans if p.refusal}
     done = []
     for p in plans:
+        if p.refusal:
+            continue
         # Versions before the GIN filter index kept a btree (column, file_seq, line) per
         # filter; a database made by one may still have them, which only cost loading.
         for column in p.dataset.filters:
@@ -148,7 +148,25 @@ def apply(cur: Any, datasets: Datasets, reader: str) -> list[str]:
         # Every start: the reader role reads every table (it may have been made later).
         cur.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
             sql.Identifier("public", p.dataset.table), sql.Identifier(reader)))
-    return done
+        record_declaration(cur, p.dataset)
+    return done, refused
+
+
+def record_declaration(cur: Any, dataset: Dataset) -> None:
+    """The table now holds rows of `dataset`'s declaration: kept in chute.declarations
+    (once per hash) and named in chute.datasets. Services that start with declarations
+    of one shape (a rule relaxed, say) take turns here; their tables are the same."""
+    cur.execute("INSERT INTO chute.declarations (hash, dataset, declaration) "
+                "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (dataset.declaration_hash, dataset.name, dataset.declaration))
+    cur.execute(
+        """INSERT INTO chute.datasets (name, table_name, declaration, shape)
+           VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE
+           SET table_name = excluded.table_name, declaration = excluded.declaration,
+               shape = excluded.shape, updated_at = now()
+           WHERE (chute.datasets.declaration, chute.datasets.shape)
+                 IS DISTINCT FROM (excluded.declaration, excluded.shape)""",
+        (dataset.name, dataset.table, dataset.declaration_hash, dataset.shape))
 
 
 def _create(dataset: Dataset, table: sql.Identifier) -> list[Action]:
@@ -180,7 +198,7 @@ def key_index(dataset: Dataset) -> str:
 
 def _key_index(dataset: Dataset, table: sql.Identifier) -> list[Action]:
     """The unique index on the key: one row per key, and the arbiter of the loader's
-    INSERT ... ON CONFLICT (key) (db._upsert_rows). A btree in the key's declared order;
+    INSERT ... ON CONFLICT (key) (db.upsert_rows). A btree in the key's declared order;
     the key columns keep their declared nullability (a row without its key never
     reaches the table: cleaning rejects it)."""
     if not dataset.key:
@@ -196,22 +214,19 @@ def _key_change(cur: Any, dataset: Dataset, table: sql.Identifier,
                 indexed: tuple[str, ...]) -> str | None:
     """Why the table's key cannot become the declared one, or None when it can.
 
-    Only an empty table may gain or change its key: the rows of a table that has them
-    were loaded under another key (or none) and may hold several rows of one new key,
-    which no unique index takes. Choosing which of them stays is a person's decision
-    (docs/keys.md says how to do it by hand). A key removed is refused even on an
-    empty table, as a removed column is: the declaration lost something the table has.
+    Only an empty table may gain or change its key in place: the rows of a table that
+    has them were loaded under another key (or none) and may hold several rows of one
+    new key, which no unique index takes. `chute rebuild` makes the table the new key
+    would have given, from the archive. A key removed is refused even on an empty
+    table, as a removed column is: the declaration lost something the table has.
     """
     has = f"key ({', '.join(indexed)})" if indexed else "no key"
     says = f"key ({', '.join(dataset.key)})" if dataset.key else "no key"
     if not dataset.key:
-        return (f"key: the table has {has}, the file says {says} (chute never drops it: "
-                f"drop index public.{key_index(dataset)} by hand, see docs/keys.md)")
+        return f"key: the table has {has}, the file says {says}"
     cur.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(table))
     if cur.fetchone()[0]:
-        return (f"key: the table has {has} and holds rows, the file says {says} (its "
-                "loaded rows may hold duplicates of the new key: see docs/keys.md to "
-                "change it by hand)")
+        return f"key: the table has {has} and holds rows, the file says {says}"
     return None
 
 

@@ -9,6 +9,8 @@ produces exactly the same batches.
 from __future__ import annotations
 
 import codecs
+import hashlib
+import io
 import re
 from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
@@ -32,6 +34,30 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 # below RabbitMQ's largest (128 MiB by default) whatever the batch size and however long
 # the rows and the raw text of rejects are. A refused publish would be retried for ever.
 MAX_BATCH_BYTES = 8 << 20
+
+# Files smaller than this are read row by row: the columnar path costs about 4 ms to set
+# up per file (pyarrow calls per column) and wins only from about 300 rows (~9 KB of
+# people) up. Measured on 100-row files: 4.4 ms columnar, 1.6 ms row by row. Both ways
+# give the same bytes and the same batches, so the choice is free.
+COLUMNAR_FROM_BYTES = 8 << 10
+
+
+class HashingReader(io.RawIOBase):
+    """Reads a file for the CSV reader and hashes every byte on the way: whoever reads
+    a claimed or archived file knows, at the end, whether it is the bytes recorded."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__()
+        self.raw = raw
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        count = self.raw.readinto(buffer)  # type: ignore[attr-defined]
+        self.digest.update(memoryview(buffer)[:count])
+        return count
 
 
 # Signatures of files that are often dropped by mistake where a CSV belongs; named in the

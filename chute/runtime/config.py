@@ -59,6 +59,9 @@ class Config:
     # Symbolic links in the inbox are followed only to files under these folders
     # (CHUTE_FOLLOW_LINKS_UNDER); none by default.
     follow_links_under: tuple[Path, ...] = ()
+    # Datasets whose table start-up found it cannot bring in step with the declaration
+    # (set by service.start): their files wait for `chute rebuild`, the others run.
+    held: frozenset[str] = frozenset()
 
     @property
     def amqp_nodes(self) -> tuple[str, ...]:

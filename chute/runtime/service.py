@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import NoReturn
 
 from chute.errors import (
@@ -22,7 +23,7 @@ from chute.errors import (
     ConfigError,
     DatabaseUnavailable,
     DataFolderUnusable,
-    DeclarationRefused,
+    DeclarationStale,
     Interrupted,
 )
 from chute.postgres import db
@@ -78,18 +79,20 @@ def load_config(service: str) -> Config:
     return config
 
 
-def prepare_database(config: Config, stop: Stop, service: str) -> None:
+def prepare_database(config: Config, stop: Stop, service: str) -> frozenset[str]:
     """Create the database, schema and tables if missing; waits for PostgreSQL to come up.
-    A declaration the database cannot take stops the service with its one line."""
+    A declaration the database cannot take holds that dataset, with its one line on
+    stderr (naming `chute rebuild`): the names of those held."""
+    refused: dict[str, str] = {}
 
     def prepare() -> None:
-        try:
-            db.prepare(config.database_url, config.datasets, config.reader_role)
-        except DeclarationRefused as e:
-            print(f"chute {service}: cannot start: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
+        refused.update(db.prepare(config.database_url, config.datasets, config.reader_role))
 
     run_with_reconnect(prepare, stop, once=True)
+    for line in refused.values():
+        print(f"chute {service}: dataset held: {line}", file=sys.stderr, flush=True)
+        log.error("dataset held", extra={"reason": line})
+    return frozenset(refused)
 
 
 def run_with_reconnect(session: Callable[[], None], stop: Stop, once: bool = False) -> None:
@@ -111,7 +114,7 @@ def run_with_reconnect(session: Callable[[], None], stop: Stop, once: bool = Fal
             session()
             if once:
                 return
-        except DataFolderUnusable:
+        except (DataFolderUnusable, DeclarationStale):
             raise  # no retry helps: the worker stops (cannot_work)
         except (BrokerUnavailable, DatabaseUnavailable) as e:
             peer = "broker" if isinstance(e, BrokerUnavailable) else "database"
@@ -163,10 +166,10 @@ def start(service: str) -> tuple[Config, Stop]:
         cannot_work(config, stop, service, problem)
     HEALTH.bind(config.database_url, service)
     metrics.serve(config.metrics_port)
-    prepare_database(config, stop, service)
+    held = prepare_database(config, stop, service)
     run_with_reconnect(lambda: db.clear_problems(config.database_url, service), stop,
                        once=True)
-    return config, stop
+    return replace(config, held=held), stop
 
 
 def cannot_work(config: Config, stop: Stop, service: str, problem: str) -> NoReturn:
@@ -204,7 +207,10 @@ def run_consumer(config: Config, stop: Stop,
         finally:
             conn.close()
 
-    run_with_reconnect(session, stop)
+    try:
+        run_with_reconnect(session, stop)
+    except DeclarationStale as e:  # the message in hand went back with the connection
+        cannot_work(config, stop, HEALTH.service or "worker", str(e))
 
 
 def give_up_or_retry(broker: Broker, delivery: Delivery, fail: Callable[[str], bool],
