@@ -86,7 +86,7 @@ def burst(root: Path, files: list[Generated], batch_size: int, transformers: int
         staging = env.data_dir / ".staging"
         staging.mkdir(exist_ok=True)
         for made in files:  # untimed: only the renames below are the drop
-            os.link(made.path, staging / made.path.name)
+            shutil.copyfile(made.path, staging / made.path.name)  # a link is quarantined
         load = proc.load_average()
         servers = stack.servers()
         cpu_before = stack.cpu_seconds()

@@ -135,13 +135,15 @@ class Stack:
     # --- dropping and watching --------------------------------------------------------
 
     def drop(self, source: Path, name: str) -> Arrival:
-        """Hard-link a prepared file beside the inbox, then rename it in (it is finished);
+        """Copy a prepared file beside the inbox, then rename it in (it is finished);
         `name` may hold a subfolder of the inbox ("wide/orders.csv")."""
         staged = self.environment.data_dir / ".staging" / name
         target = self.environment.inbox / name
         staged.parent.mkdir(parents=True, exist_ok=True)
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.link(source, staged)
+        # A copy, not a hard link: the watcher quarantines a file with two names unread
+        # (one of them may be outside the inbox), so a linked drop would not be loaded.
+        shutil.copyfile(source, staged)
         dropped = time.time()
         os.rename(staged, target)
         return Arrival(name, dropped)

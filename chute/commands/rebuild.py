@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from chute.errors import FileChanged, FileUnusable, RebuildError
 from chute.postgres import db, rebuilds
@@ -135,7 +137,7 @@ def _load(cur: Any, config: Config, run: Rebuild, file: ArchivedFile) -> None:
                              file.batch_size or config.batch_size,
                              columnar=file.size >= COLUMNAR_FROM_BYTES)
         try:
-            rebuilds.load_file(cur, run, file, messages)
+            rebuilds.load_file(cur, run, file, ahead(messages))
         except FileUnusable as e:
             rebuilds.skip_file(cur, run, file, str(e), "quarantined")
             return
@@ -146,6 +148,51 @@ def _load(cur: Any, config: Config, run: Rebuild, file: ArchivedFile) -> None:
             f"{file.name} (file {file.file_id}): {file.path} is not the file that was "
             f"loaded (sha256 {hashing.digest.hexdigest()}, {file.sha256} when loaded); "
             "nothing was swapped")))
+
+
+T = TypeVar("T")
+
+
+def ahead(items: Iterator[T], depth: int = 4) -> Iterator[T]:
+    """`items`, computed by a thread of their own up to `depth` ahead: the next batches
+    are cut while the server copies this one (pyarrow and the socket release the GIL),
+    as the transformer and the loader overlap in the pipeline. An exception in `items`
+    is raised here, in order; closing this iterator early stops the thread."""
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def offer(entry: tuple[str, Any]) -> bool:
+        """Hand over one entry; False once the consumer has gone."""
+        while not stop.is_set():
+            try:
+                handoff.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(("item", item)):
+                    return
+            offer(("end", None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+            offer(("error", e))
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _send_again(config: Config, files: list[db.FileRecord]) -> None:
