@@ -272,16 +272,16 @@ def test_replay_refuses_where_the_table_cannot_take_the_declaration(
     assert 'run "chute rebuild things"' in result.stderr
 
 
-def test_files_dropped_during_a_rebuild_end_in_the_new_table_once_and_readers_never_see_a_mix(
+def test_files_dropped_during_a_rebuild_and_a_killed_loader_end_in_the_new_table_once(
         environment: Environment, tmp_path: Path) -> None:
     """The same declaration (a rebuild for its own sake): the pipeline keeps loading into
     the live table while the rebuild runs, and a reader polling the API through the
     swap sees whole answers of the old table or of the new one."""
     first = declare(tmp_path, "first", THINGS)
     start_all(environment.services, first)
-    for n in range(6):
-        environment.drop(f"things/early{n}.csv", things(n * 2000, 2000, ("red", "green")))
-    for n in range(6):
+    for n in range(20):  # enough for the rebuild to take a few seconds
+        environment.drop(f"things/early{n}.csv", things(n * 20_000, 20_000, ("red", "green")))
+    for n in range(20):
         environment.wait_final(f"things/early{n}.csv", 120)
     total = len(rows(environment))
 
@@ -303,11 +303,20 @@ def test_files_dropped_during_a_rebuild_end_in_the_new_table_once_and_readers_ne
     rebuild = subprocess.Popen([CHUTE, "rebuild", "things"], text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env={**environment.env, "CHUTE_DATASETS": str(first)})
+    wait_until(lambda: environment.sql("SELECT count(*) FROM chute.rebuild_files")[0][0], 60,
+               what="the rebuild to be under way")
     late = []
     for n in range(8):
         environment.drop(f"things/late{n}.csv", things(100_000 + n * 10, 10, ("red",)))
         late.append(f"things/late{n}.csv")
         time.sleep(0.2)
+        if n == 3:  # a loader killed mid-rebuild, and another started
+            [loader] = [p for name, p in environment.services.processes if name == "loader"]
+            loader.kill()
+            loader.wait()
+            environment.services.processes.remove(("loader", loader))
+            environment.services.start("loader", CHUTE_DATASETS=str(first))
+    assert environment.sql("SELECT state FROM chute.rebuilds") == [("running",)]
     out, err = rebuild.communicate(timeout=300)
     stop.set()
     reader.join()
