@@ -65,13 +65,16 @@ def p99(samples: list[float]) -> float:
     return ordered[int(len(ordered) * 0.99) - 1] * 1000 if ordered else 0.0
 
 
-def poll(url: str, stop: threading.Event, samples: list[float]) -> None:
-    """A reader paging the dataset, as a client would, one request at a time."""
+def poll(url: str, stop: threading.Event, samples: list[float], failed: list[str]) -> None:
+    """A reader paging the dataset, as a client would, one request at a time; each
+    answer that is not 200 is kept (the run fails on any)."""
     session = requests.Session()
     while not stop.is_set():
         started = time.perf_counter()
-        session.get(url, params={"limit": 100}, timeout=30).raise_for_status()
+        answer = session.get(url, params={"limit": 100}, timeout=30)
         samples.append(time.perf_counter() - started)
+        if answer.status_code != 200:
+            failed.append(f"{answer.status_code}: {answer.text[:200]}")
 
 
 def measure(root: Path, rows: int, batch_size: int) -> dict[str, Any]:
@@ -98,14 +101,15 @@ def measure(root: Path, rows: int, batch_size: int) -> dict[str, Any]:
             url = f"{stack.environment.api}/datasets/{name}/rows"
             idle: list[float] = []
             stop = threading.Event()
-            reader = threading.Thread(target=poll, args=(url, stop, idle))
+            failed: list[str] = []
+            reader = threading.Thread(target=poll, args=(url, stop, idle, failed))
             reader.start()
             time.sleep(5)
             stop.set()
             reader.join()
             during: list[float] = []
             stop = threading.Event()
-            reader = threading.Thread(target=poll, args=(url, stop, during))
+            reader = threading.Thread(target=poll, args=(url, stop, during, failed))
             reader.start()
             started = time.perf_counter()
             done = subprocess.run([CHUTE, "rebuild", name], env=env, capture_output=True,
@@ -115,6 +119,8 @@ def measure(root: Path, rows: int, batch_size: int) -> dict[str, Any]:
             reader.join()
             if done.returncode != 0:
                 raise SystemExit(f"rebuild {name} failed: {done.stderr}")
+            if failed:
+                raise SystemExit(f"the API failed {len(failed)} requests: {failed[0]}")
             result["datasets"][name].update({
                 "rebuild_s": round(seconds, 2), "api_p99_idle_ms": round(p99(idle), 1),
                 "api_p99_during_ms": round(p99(during), 1), "api_requests_during": len(during),
