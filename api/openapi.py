@@ -153,16 +153,16 @@ READ = ("400", "401", "503")
 
 def _value_schema(column: Column) -> dict[str, Any]:
     """How a row's value of this column is written in JSON (see routes._json_value)."""
-    kind = column.type.name
-    if kind in params.INTEGER_RANGES:
-        low, high = params.INTEGER_RANGES[kind]
-        schema: dict[str, Any] = {"type": "integer", "minimum": low, "maximum": high}
+    kind = column.type
+    if kind.json_kind == "integer":
+        schema: dict[str, Any] = {"type": "integer", "minimum": kind.low, "maximum": kind.high}
+    elif kind.json_kind in ("number", "boolean"):
+        schema = {"type": kind.json_kind}
+    elif kind.json_format in ("uuid", "date") or kind.name == "timestamptz":
+        # A naive timestamp's ISO text has no offset, so it is no RFC 3339 date-time.
+        schema = {"type": "string", "format": kind.json_format}
     else:
-        schema = {"double": {"type": "number"}, "boolean": {"type": "boolean"},
-                  "uuid": {"type": "string", "format": "uuid"},
-                  "date": {"type": "string", "format": "date"},
-                  "timestamptz": {"type": "string", "format": "date-time"},
-                  }.get(kind, {"type": "string"})
+        schema = {"type": "string"}
     return schema if column.needs_value else _nullable(schema)
 
 

@@ -84,18 +84,6 @@ class Text:
                 "pattern": "^[^\\u0000]*$"}
 
 
-INTEGER_RANGES = {"smallint": (-(2**15), 2**15 - 1), "integer": (-(2**31), 2**31 - 1),
-                  "bigint": (-(2**63), 2**63 - 1)}
-# Patterns the parser accepts whatever the generator draws from them (for the document,
-# so that schemathesis makes only values that are valid: years 1000-9999, days 1-28).
-_DATE = "[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
-_TIME = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-_PATTERNS = {
-    "date": f"^{_DATE}$",
-    "timestamp": f"^{_DATE}T{_TIME}$",
-    "timestamptz": f"^{_DATE}T{_TIME}(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$",
-}
-_NUMERIC = re.compile(r"numeric\((\d+),(\d+)\)")
 
 
 @dataclass(frozen=True)
@@ -126,24 +114,21 @@ class Typed:
         return value
 
     def schema(self) -> dict[str, Any]:
-        kind = self.type.name
-        if kind in INTEGER_RANGES:
-            low, high = INTEGER_RANGES[kind]
-            return {"type": "integer", "minimum": low, "maximum": high}
-        if kind == "double":
-            return {"type": "number"}
-        if kind == "boolean":
-            return {"type": "boolean"}
-        if kind == "uuid":
+        """From the column's type: its JSON kind, and for texts its family's pattern."""
+        kind = self.type
+        if kind.json_kind == "integer":
+            return {"type": "integer", "minimum": kind.low, "maximum": kind.high}
+        if kind.json_kind in ("number", "boolean"):
+            return {"type": kind.json_kind}
+        if kind.json_format == "uuid":
             return {"type": "string", "format": "uuid"}
-        if kind.startswith("numeric"):
-            sized = _NUMERIC.fullmatch(kind)
-            whole, scale = ((int(sized[1]) - int(sized[2]), int(sized[2])) if sized
-                            else (20, 20))
+        if kind.kind == "numeric":
+            whole, scale = ((kind.precision - kind.scale, kind.scale)
+                            if kind.precision is not None else (20, 20))
             digits = f"[0-9]{{1,{whole}}}" if whole else "0"
             fraction = f"(\\.[0-9]{{1,{scale}}})?" if scale else ""
             return {"type": "string", "pattern": f"^-?{digits}{fraction}$"}
-        return {"type": "string", "pattern": _PATTERNS[kind]}
+        return {"type": "string", "pattern": kind.family.query_pattern}
 
 
 @dataclass(frozen=True)

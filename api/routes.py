@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -329,7 +329,7 @@ def _json_value(value: Any) -> Any:
     in ISO 8601, uuids as text."""
     if isinstance(value, Decimal | UUID):
         return str(value)
-    if isinstance(value, date | datetime):
+    if isinstance(value, date | datetime | time):
         return value.isoformat()
     return value
 

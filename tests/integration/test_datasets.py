@@ -321,12 +321,13 @@ def index_columns(environment: Environment, index: str) -> list[str]:
 
 def test_inferred_declaration_loads_its_file_without_rejects(tmp_path: Path) -> None:
     """infer, load, compare with what the file says."""
-    rows = [["Invoice No", "Issued", "Due At", "Total (EUR)", "Paid?", "Customer ID", "Note"]]
+    rows = [["Invoice No", "Issued", "Due At", "Total (EUR)", "Paid?", "Customer ID", "Note",
+             "Pickup"]]
     for n in range(1, 41):
         rows.append([str(1000 + n), f"2024-03-{n % 28 + 1:02d}",
                      f"2024-04-{n % 28 + 1:02d}T12:{n % 60:02d}:00+02:00", f"{n * 12.5:.2f}",
                      "yes" if n % 3 else "no", f"00000000-0000-4000-8000-{n:012d}",
-                     "" if n % 4 else f"note {n}"])
+                     "" if n % 4 else f"note {n}", f"{6 + n % 12}:{n % 4 * 15:02d}"])
     source = tmp_path / "invoices-2024-03.csv"
     with source.open("w", newline="") as f:
         csv.writer(f).writerows(rows)
@@ -341,9 +342,11 @@ def test_inferred_declaration_loads_its_file_without_rejects(tmp_path: Path) -> 
     assert 'paid = { type = "boolean", header = "Paid?", required = true }' in text
     assert 'customer_id = { type = "uuid", header = "Customer ID", required = true }' in text
     assert 'note = { type = "text" }' in text
+    assert 'pickup = { type = "time", required = true }' in text
     assert '[datasets.invoices]\nmatch = ["invoices/*.csv"]' in text
     toml = tmp_path / "chute.toml"
-    toml.write_text(text)
+    toml.write_text(text.replace('match = ["invoices/*.csv"]',
+                                 'match = ["invoices/*.csv"]\nfilters = ["pickup"]'))
 
     environment = Environment(tmp_path / "stack", CHUTE_DATASETS=str(toml))
     services = Services(environment)
@@ -355,13 +358,21 @@ def test_inferred_declaration_loads_its_file_without_rejects(tmp_path: Path) -> 
             "loaded", 40, 0)
         loaded = environment.sql(
             "SELECT invoice_no, issued::text, due_at, total_eur::text, paid, "
-            "customer_id::text, note FROM invoices ORDER BY line")
+            "customer_id::text, note, pickup::text FROM invoices ORDER BY line")
+        served = environment.get("/datasets/invoices/rows",
+                                 params={"min_pickup": "16:30:00", "limit": "100"}).json()
+        refused = environment.get("/datasets/invoices/rows", params={"min_pickup": "25:00"})
     finally:
         services.stop_all()
         environment.cleanup()
     expected = [(int(r[0]), r[1], datetime.fromisoformat(r[2]), r[3], r[4] == "yes", r[5],
-                 r[6] or None) for r in rows[1:]]
+                 r[6] or None, f"{int(r[7].split(':')[0]):02d}:{r[7].split(':')[1]}:00")
+                for r in rows[1:]]
     assert loaded == expected
+    late = [(r[0], r[-1]) for r in expected if r[-1] >= "16:30:00"]
+    assert late and [(item["invoice_no"], item["pickup"]) for item in served["items"]] == late
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == 'min_pickup: "25:00" is not a valid time'
 
 
 def test_infer_refuses_a_file_without_a_header(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ Each family of types owns, in one module, how it is declared, its row parser (pa
 value, the reference) and its columnar one (parse_column: a whole Arrow array with Arrow
 compute and numpy), its binary COPY encoding (encode, encode_column) and decoding, and
 what `chute infer` guesses for it: integer.py (smallint, integer, bigint), numeric.py,
-double.py, boolean.py, temporal.py (date, timestamp, timestamptz), uuid.py and text.py.
+double.py, boolean.py, temporal.py (date, timestamp, timestamptz), clock.py (time), uuid.py
+and text.py.
 FAMILIES below is the one list of them, in the order an unknown type's error names them
 and `chute infer` tries them; rules.py holds what they share (the rules, the row parse and
 its reasons), arrays.py the columnar plumbing. A new type is a module with its Family, a
@@ -18,7 +19,16 @@ from functools import cache
 import numpy as np
 import pyarrow as pa
 
-from chute.datasets.types import boolean, double, integer, numeric, temporal, text, uuid
+from chute.datasets.types import (
+    boolean,
+    clock,
+    double,
+    integer,
+    numeric,
+    temporal,
+    text,
+    uuid,
+)
 from chute.datasets.types.arrays import NULL, parse_column
 from chute.datasets.types.numeric import NUMERIC_MAX_PRECISION
 from chute.datasets.types.rules import (
@@ -43,7 +53,7 @@ __all__ = [
 
 FAMILIES: tuple[Family, ...] = (
     integer.INTEGER, text.TEXT, numeric.NUMERIC, double.DOUBLE, boolean.BOOLEAN,
-    temporal.DATE, temporal.TIMESTAMP, temporal.TIMESTAMPTZ, uuid.UUID,
+    temporal.DATE, temporal.TIMESTAMP, temporal.TIMESTAMPTZ, clock.TIME, uuid.UUID,
 )
 
 

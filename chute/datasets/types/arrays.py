@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -127,6 +128,22 @@ def bytes_of(texts: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     data = texts.buffers()[2]
     view = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
     return view, offsets[:-1], np.diff(offsets)
+
+
+def by_length(texts: pa.Array, ok: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """ok's rows grouped by their length in bytes: each group's row numbers, and its
+    bytes as a matrix of one row per text."""
+    lengths = to_numpy(pc.binary_length(texts), 0)
+    for length in np.unique(lengths[ok]):
+        rows = np.flatnonzero(ok & (lengths == length))
+        view, starts, _ = bytes_of(texts.take(pa.array(rows)))
+        yield rows, byte_matrix(view, starts, int(length))
+
+
+def digits_at(matrix: np.ndarray, position: int, width: int) -> np.ndarray:
+    """The number each row writes with `width` ASCII digits at `position`."""
+    digits = matrix[:, position:position + width].astype(np.int64) - 48
+    return digits @ (10 ** np.arange(width - 1, -1, -1, dtype=np.int64))
 
 
 def _records(value_dtype: object, values: object, size: int, count: int) -> np.ndarray:

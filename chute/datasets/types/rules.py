@@ -77,6 +77,9 @@ class Family:
     # ... unless the sample's (cleaned, present) values are unlikely to be of the family.
     unlikely: Callable[[list[str]], bool] | None = None
     sized: tuple[str, ...] = ()  # declared forms with parameters, as "numeric(p,s)"
+    # For the API's document: a regular expression for query values of a type written as
+    # a JSON string, narrow enough that every text a generator draws from it parses.
+    query_pattern: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,8 +164,8 @@ def make_rules(type: ColumnType, *, min: object = None, max: object = None,  # n
     kind = type.kind
     if format is not None:
         if type.family.check_format is None:
-            raise RuleDeclarationError("format: applies only to date, timestamp and "
-                                       "timestamptz columns")
+            raise RuleDeclarationError("format: applies only to date, time, timestamp "
+                                       "and timestamptz columns")
         type.family.check_format(format)
     if max_length is not None:
         if kind != "text":

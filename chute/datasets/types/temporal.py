@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from functools import cache, partial
@@ -28,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from chute.datasets.types.arrays import byte_matrix, bytes_of, fixed, shape, to_numpy
+from chute.datasets.types.arrays import by_length, digits_at, fixed, shape, to_numpy
 from chute.datasets.types.rules import (
     ColumnType,
     Family,
@@ -67,7 +66,7 @@ _MAX_OFFSET_HOURS = 15  # PostgreSQL refuses offsets beyond 15:59
 
 def parse_date(text: str, rules: Rules) -> date | Invalid:
     if rules.format is not None:
-        parsed = _strptime(text, rules)
+        parsed = read_format(text, rules)
         return parsed if isinstance(parsed, Invalid) else in_bounds(text, parsed.date(), rules)
     match = _ISO_DATE.fullmatch(text)
     if match is None:
@@ -82,7 +81,7 @@ def parse_date(text: str, rules: Rules) -> date | Invalid:
 def parse_timestamp(text: str, rules: Rules) -> datetime | Invalid:
     aware = rules.type.kind == "timestamptz"
     if rules.format is not None:
-        value = _strptime(text, rules)
+        value = read_format(text, rules)
         if isinstance(value, Invalid):
             return value
     else:
@@ -126,7 +125,7 @@ def parse_timestamp(text: str, rules: Rules) -> datetime | Invalid:
     return in_bounds(text, value, rules)
 
 
-def _strptime(text: str, rules: Rules) -> datetime | Invalid:
+def read_format(text: str, rules: Rules) -> datetime | Invalid:
     """A date or time read with the column's `format`. ASCII only: strptime's \\d also
     takes other scripts' digits, which no other type accepts."""
     try:
@@ -150,15 +149,15 @@ _FIXED = {"Y": ("year", 4), "m": ("month", 2), "d": ("day", 2), "H": ("hour", 2)
           "M": ("minute", 2), "S": ("second", 2)}
 
 
-def _check_format(format: str, kind: str) -> None:  # noqa: A002
+def check_format(format: str, kind: str) -> None:  # noqa: A002
     if not isinstance(format, str):
         raise RuleDeclarationError("format: must be a strptime format string")
     directives = _DIRECTIVE.findall(format)
     if format.count("%") != 2 * directives.count("%") + len(
             [d for d in directives if d != "%"]):
         raise RuleDeclarationError(f"format: {quote(format)} ends with a lone %")
-    allowed = _DATE_DIRECTIVES | {"%"}
-    if kind != "date":
+    allowed = {"%"} | (_TIME_DIRECTIVES if kind == "time" else _DATE_DIRECTIVES)
+    if kind in ("timestamp", "timestamptz"):
         allowed |= _TIME_DIRECTIVES | ({"z"} if kind == "timestamptz" else set())
     for directive in directives:
         if directive not in allowed:
@@ -166,12 +165,14 @@ def _check_format(format: str, kind: str) -> None:  # noqa: A002
                 why = "reads a UTC offset (declare the column timestamptz)"
             elif directive in _TIME_DIRECTIVES and kind == "date":
                 why = "reads a time (declare the column timestamp)"
+            elif directive in _DATE_DIRECTIVES and kind == "time":
+                why = "reads a date (declare the column timestamp)"
             else:
                 why = "is not a directive this column can use"
             raise RuleDeclarationError(f"format: %{directive} {why}")
     if not [d for d in directives if d != "%"]:
         raise RuleDeclarationError(f"format: {quote(format)} has no % directive, so it "
-                                   "reads no date")
+                                   f"reads no {'time' if kind == 'time' else 'date'}")
 
 
 @dataclass(frozen=True)
@@ -301,7 +302,7 @@ def _read_iso(texts: pa.Array, ok: np.ndarray, fields: dict[str, np.ndarray],
     Texts of one length and one offset form have every field at the same place, so each
     such group is read as a matrix, a field being a few of its columns."""
     good_zone = np.ones(len(texts), dtype=bool)
-    for rows, matrix in _by_length(texts, ok):
+    for rows, matrix in by_length(texts, ok):
         length = matrix.shape[1]
         # The offset's length: every sign after the date (position 16 on) starts it.
         zone = np.zeros(len(rows), dtype=np.int64)
@@ -315,19 +316,19 @@ def _read_iso(texts: pa.Array, ok: np.ndarray, fields: dict[str, np.ndarray],
             chosen = zone == width
             at, part = rows[chosen], matrix[chosen]
             base = length - int(width)  # the date and time without the offset
-            fields["year"][at] = _number(part, 0, 4)
-            fields["month"][at] = _number(part, 5, 2)
-            fields["day"][at] = _number(part, 8, 2)
+            fields["year"][at] = digits_at(part, 0, 4)
+            fields["month"][at] = digits_at(part, 5, 2)
+            fields["day"][at] = digits_at(part, 8, 2)
             if base >= 16:
-                fields["hour"][at] = _number(part, 11, 2)
-                fields["minute"][at] = _number(part, 14, 2)
+                fields["hour"][at] = digits_at(part, 11, 2)
+                fields["minute"][at] = digits_at(part, 14, 2)
             if base >= 19:
-                fields["second"][at] = _number(part, 17, 2)
+                fields["second"][at] = digits_at(part, 17, 2)
             if base >= 21:
-                fields["micro"][at] = _number(part, 20, base - 20) * 10 ** (26 - base)
+                fields["micro"][at] = digits_at(part, 20, base - 20) * 10 ** (26 - base)
             if width >= 3:
-                hours = _number(part, base + 1, 2)
-                minutes = _number(part, base + (4 if width == 6 else 3), 2) if width >= 5 \
+                hours = digits_at(part, base + 1, 2)
+                minutes = digits_at(part, base + (4 if width == 6 else 3), 2) if width >= 5 \
                     else 0
                 east = np.where(part[:, base] == ord("-"), -1, 1)
                 offset[at] = east * (hours * 3600 + minutes * 60)
@@ -336,28 +337,12 @@ def _read_iso(texts: pa.Array, ok: np.ndarray, fields: dict[str, np.ndarray],
     ok &= good_zone  # the row path says why
 
 
-def _by_length(texts: pa.Array, ok: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """ok's rows grouped by their length in bytes: each group's row numbers, and its
-    bytes as a matrix of one row per text."""
-    lengths = to_numpy(pc.binary_length(texts), 0)
-    for length in np.unique(lengths[ok]):
-        rows = np.flatnonzero(ok & (lengths == length))
-        view, starts, _ = bytes_of(texts.take(pa.array(rows)))
-        yield rows, byte_matrix(view, starts, int(length))
-
-
-def _number(matrix: np.ndarray, position: int, width: int) -> np.ndarray:
-    """The number each row writes with `width` ASCII digits at `position`."""
-    digits = matrix[:, position:position + width].astype(np.int64) - 48
-    return digits @ (10 ** np.arange(width - 1, -1, -1, dtype=np.int64))
-
-
 def _read_fields(texts: pa.Array, ok: np.ndarray, layout: tuple[tuple[str, int, int], ...]
                  ) -> dict[str, np.ndarray]:
     fields = {name: np.zeros(len(texts), dtype=np.int64) for name, _, _ in layout}
-    for rows, matrix in _by_length(texts, ok):
+    for rows, matrix in by_length(texts, ok):
         for name, position, width in layout:
-            fields[name][rows] = _number(matrix, position, width)
+            fields[name][rows] = digits_at(matrix, position, width)
     return fields
 
 
@@ -473,16 +458,24 @@ def bound(rule: str, value: object, base: Rules) -> object:
     raise wrong_bound(rule, value, base)
 
 
+# For the API's document: years 1000-9999 and days 1-28, so that every drawn text parses.
+_DATE_PATTERN = "[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+_TIME_PATTERN = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+
 DATE = Family("date", ("date",), declare, parse_date, parse_date_column, encode_date,
               encode_date_column, decode_date, bound=bound,
-              check_format=partial(_check_format, kind="date"), guesses=("date",))
+              check_format=partial(check_format, kind="date"), guesses=("date",),
+              query_pattern=f"^{_DATE_PATTERN}$")
 TIMESTAMP = Family("timestamp", ("timestamp",), declare, parse_timestamp,
                    parse_timestamp_column, encode_timestamp, encode_timestamp_column,
                    decode_timestamp, bound=bound,
-                   check_format=partial(_check_format, kind="timestamp"),
-                   guesses=("timestamp",))
+                   check_format=partial(check_format, kind="timestamp"),
+                   guesses=("timestamp",),
+                   query_pattern=f"^{_DATE_PATTERN}T{_TIME_PATTERN}$")
 TIMESTAMPTZ = Family("timestamptz", ("timestamptz",), declare, parse_timestamp,
                      parse_timestamp_column, encode_timestamp, encode_timestamp_column,
                      decode_timestamptz, bound=bound,
-                     check_format=partial(_check_format, kind="timestamptz"),
-                     guesses=("timestamptz",))
+                     check_format=partial(check_format, kind="timestamptz"),
+                     guesses=("timestamptz",),
+                     query_pattern=f"^{_DATE_PATTERN}T{_TIME_PATTERN}"
+                                   "(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$")

@@ -7,7 +7,7 @@ import io
 import struct
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
 import psycopg2
@@ -60,6 +60,7 @@ def outcome(text: str, declared: str, **declaration: object) -> object:
     ("date", "date", True, "string", "date"),
     ("timestamp", "timestamp without time zone", True, "string", "date-time"),
     ("timestamptz", "timestamp with time zone", True, "string", "date-time"),
+    ("time", "time without time zone", True, "string", None),
     ("uuid", "uuid", False, "string", "uuid"),
 ])
 def test_declared_types_name_their_postgresql_and_json_types(
@@ -73,9 +74,11 @@ def test_declared_types_name_their_postgresql_and_json_types(
 
 @pytest.mark.parametrize(("declared", "message"), [
     ("string", 'unknown type "string"; expected one of smallint, integer, bigint, text, '
-               "numeric, double, boolean, date, timestamp, timestamptz, uuid, numeric(p,s)"),
+               "numeric, double, boolean, date, timestamp, timestamptz, time, uuid, "
+                "numeric(p,s)"),
     ("INTEGER", 'unknown type "INTEGER"; expected one of smallint, integer, bigint, text, '
-                "numeric, double, boolean, date, timestamp, timestamptz, uuid, numeric(p,s)"),
+                "numeric, double, boolean, date, timestamp, timestamptz, time, uuid, "
+                "numeric(p,s)"),
     ("numeric(0,0)", "numeric(0,0): precision must be 1..1000, not 0"),
     ("numeric(1001,2)", "numeric(1001,2): precision must be 1..1000, not 1001"),
     ("numeric(5,6)", "numeric(5,6): scale must be 0..5, not 6"),
@@ -101,6 +104,7 @@ def test_rules_from_toml_values_are_converted_into_the_type() -> None:
     assert rules("timestamptz", min="2020-01-01 02:00+02:00").min == datetime(
         2020, 1, 1, tzinfo=UTC)
     assert rules("integer", values=[1, 2]).values == ("1", "2")
+    assert rules("time", min=time(8, 30), max="18:00").max == time(18)
 
 
 @pytest.mark.parametrize(("declared", "declaration", "message"), [
@@ -128,8 +132,14 @@ def test_rules_from_toml_values_are_converted_into_the_type() -> None:
      'timezone: "Mars/Olympus" is not a known time zone'),
     ("timestamp", {"timezone": "Europe/Paris"},
      "timezone: applies only to timestamptz columns"),
-    ("text", {"format": "%Y"}, "format: applies only to date, timestamp and timestamptz "
-                               "columns"),
+    ("text", {"format": "%Y"}, "format: applies only to date, time, timestamp and "
+                               "timestamptz columns"),
+    ("time", {"format": "%d %H:%M"}, "format: %d reads a date (declare the column "
+                                     "timestamp)"),
+    ("time", {"format": "h"}, 'format: "h" has no % directive, so it reads no time'),
+    ("time", {"min": datetime(2020, 1, 1, 8)},
+     "min: datetime.datetime(2020, 1, 1, 8, 0) is not a time value"),
+    ("time", {"max": "24:00"}, 'max: "24:00" is not a time of day (write 00:00 or 23:59:59)'),
     ("date", {"format": "YYYY-MM-DD"}, 'format: "YYYY-MM-DD" has no % directive, so it '
                                        "reads no date"),
     ("date", {"format": "%%"}, 'format: "%%" has no % directive, so it reads no date'),
@@ -342,6 +352,31 @@ def test_timestamptz(text: str, declaration: dict[str, object], expected: object
     assert outcome(text, "timestamptz", **declaration) == expected
 
 
+@pytest.mark.parametrize(("text", "declaration", "expected"), [
+    ("13:45:07", {}, time(13, 45, 7)),
+    ("13:45", {}, time(13, 45)),
+    ("9:05", {}, time(9, 5)),
+    ("00:00:00.5", {}, time(0, 0, 0, 500000)),
+    ("23:59:59.999999", {}, time(23, 59, 59, 999999)),
+    ("24:00", {}, '"24:00" is not a time of day (write 00:00 or 23:59:59)'),
+    ("24:00:00.000", {}, '"24:00:00.000" is not a time of day (write 00:00 or 23:59:59)'),
+    ("24:00:01", {}, '"24:00:01" is not a valid time'),
+    ("12:60", {}, '"12:60" is not a valid time'),
+    ("23:59:60", {}, '"23:59:60" is not a valid time'),
+    ("13:45:07.1234567", {}, '"13:45:07.1234567" is not a time (HH:MM:SS)'),
+    ("13:45:07+02:00", {}, '"13:45:07+02:00" is not a time (HH:MM:SS)'),
+    ("2024-02-29 13:45", {}, '"2024-02-29 13:45" is not a time (HH:MM:SS)'),
+    ("１３:45", {}, '"１３:45" is not a time (HH:MM:SS)'),
+    ("9:30 PM", {"format": "%I:%M %p"}, time(21, 30)),
+    ("21h30", {"format": "%Hh%M"}, time(21, 30)),
+    ("21:30", {"format": "%Hh%M"}, '"21:30" does not match the format "%Hh%M"'),
+    ("07:59", {"min": "08:00"}, '"07:59" is less than the minimum 08:00:00'),
+    ("18:00:01", {"max": time(18)}, '"18:00:01" is greater than the maximum 18:00:00'),
+])
+def test_time(text: str, declaration: dict[str, object], expected: object) -> None:
+    assert outcome(text, "time", **declaration) == expected
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
     ("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
@@ -425,6 +460,8 @@ def test_api_parameters_are_read_as_iso_without_the_columns_rules() -> None:
     ("timestamp", datetime(2000, 1, 1, 0, 0, 1), struct.pack(">q", 1_000_000)),
     ("timestamptz", datetime(2000, 1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
      struct.pack(">q", 0)),
+    ("time", time(0, 0, 1, 5), struct.pack(">q", 1_000_005)),
+    ("time", time(23, 59, 59, 999999), struct.pack(">q", 86_400_000_000 - 1)),
     ("uuid", uuid.UUID(int=1), b"\x00" * 15 + b"\x01"),
     ("text", "é", "é".encode()),
     # numeric: ndigits, weight, sign, dscale, base-10000 digits
@@ -511,6 +548,16 @@ def _timestamp_texts(kind: ColumnType) -> st.SearchStrategy[str]:
                          "2024-10-27 01:30", "2024-02-29 23:59:60", "2024-02-29 24:01"]))
 
 
+def _time_texts(kind: ColumnType) -> st.SearchStrategy[str]:
+    spec = st.sampled_from(["minutes", "seconds", "milliseconds", "microseconds", "auto"])
+    return st.one_of(
+        st.builds(time.isoformat, st.times(), spec),
+        st.builds(lambda t: t.strftime("%I:%M %p"), st.times()),
+        st.builds(lambda t: f"{t.hour}:{t.minute:02}", st.times()),
+        st.sampled_from(["24:00", "24:00:00", "23:59:60", "12:60", "99:99", "00:00:00.",
+                         "1:2", "13:45:07.1234567"]))
+
+
 def _uuid_texts(kind: ColumnType) -> st.SearchStrategy[str]:
     return st.builds(lambda u, form: form(u), st.uuids(), st.sampled_from([
         str, lambda u: u.hex, lambda u: str(u).upper(), lambda u: "{" + str(u) + "}",
@@ -526,7 +573,8 @@ def _text_texts(kind: ColumnType) -> st.SearchStrategy[str]:
 CANONICAL: dict[str, Callable[[ColumnType], st.SearchStrategy[str]]] = {
     "integer": _integer_texts, "text": _text_texts, "numeric": _numeric_texts,
     "double": _double_texts, "boolean": _boolean_texts, "date": _date_texts,
-    "timestamp": _timestamp_texts, "timestamptz": _timestamp_texts, "uuid": _uuid_texts,
+    "timestamp": _timestamp_texts, "timestamptz": _timestamp_texts, "time": _time_texts,
+    "uuid": _uuid_texts,
 }
 
 
@@ -555,6 +603,8 @@ CASES_BY_FAMILY: dict[str, list[tuple[str, dict[str, object]]]] = {
     "timestamptz": [("timestamptz", {}), ("timestamptz", {"timezone": "America/New_York"}),
                     ("timestamptz", {"timezone": "Europe/London", "format": "%d/%m/%Y %H:%M"}),
                     ("timestamptz", {"max": "2030-01-01T00:00Z"})],
+    "time": [("time", {}), ("time", {"min": "08:00", "max": "18:30:00"}),
+             ("time", {"format": "%I:%M %p"})],
     "uuid": [("uuid", {})],
 }
 CASES = [pytest.param(declared, declaration, id=f"{family}/{declared}-{'-'.join(declaration)}")
@@ -566,7 +616,8 @@ ENCODED_BY_FAMILY: dict[str, list[str]] = {
     "text": ["text"],
     "numeric": ["numeric(9,3)", "numeric(18,5)", "numeric(30,2)", "numeric(60,0)", "numeric"],
     "double": ["double"], "boolean": ["boolean"], "date": ["date"],
-    "timestamp": ["timestamp"], "timestamptz": ["timestamptz"], "uuid": ["uuid"],
+    "timestamp": ["timestamp"], "timestamptz": ["timestamptz"], "time": ["time"],
+    "uuid": ["uuid"],
 }
 ENCODED = [pytest.param(declared, id=f"{family}/{declared}")
            for family, types in ENCODED_BY_FAMILY.items() for declared in types]
@@ -622,6 +673,8 @@ def _is_canonical(text: str, value: object, kind: ColumnType) -> bool:
         return text in (value.isoformat(), value.isoformat(sep=" "))
     if kind.kind == "uuid":
         return text == str(value)
+    if kind.kind == "time":
+        return len(text) >= 5 and text[2] == ":" and text == value.isoformat()[:len(text)]
     if kind.kind == "boolean":
         return text in ("true", "false")
     return False
@@ -657,6 +710,7 @@ def test_columnar_settles_the_common_spellings() -> None:
         "timestamptz": ["2024-02-29 13:45:00+02:00", "2024-02-29T13:45:00Z",
                         "2024-02-29 13:45:00"],
         "uuid": ["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "A0EEBC999C0B4EF8BB6D6BB9BD380A11"],
+        "time": ["13:45", "13:45:07", "00:00:00.000001"],
         "text": ["anything at all"],
     }
     for declared, texts in common.items():
@@ -710,6 +764,7 @@ SAMPLES = {
                   "9999-12-31T23:59:59.999999"],
     "timestamptz": ["2024-02-29 13:45:00+02:00", "1969-07-20T20:17:40Z", "2024-03-10 02:30",
                     "0001-01-01T00:00:00Z"],
+    "time": ["00:00", "23:59:59.999999", "12:00:00.5", "9:05"],
     "uuid": ["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "{00000000000000000000000000000000}"],
     "text": ["José", "😀 with spaces", "x" * 10_000],
 }
@@ -796,3 +851,22 @@ def test_a_pattern_both_engines_read_alike_is_settled_a_column_at_a_time() -> No
     assert settled.tolist() == [True, True, False, False]
     _, settled = parse_column(texts, rules("text", pattern="\\w+@\\w+\\.\\w+"))
     assert settled.tolist() == [True, False, False, False]  # \w: re's is Unicode, RE2's not
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f.query_pattern is not None],
+                         ids=lambda f: f.kind)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_a_query_pattern_draws_only_values_of_its_type(family: object,
+                                                       data: st.DataObject) -> None:
+    """The API's document gives these patterns to clients and to schemathesis."""
+    kind = column_type(family.names[0])  # type: ignore[attr-defined]
+    text = data.draw(st.from_regex(family.query_pattern, fullmatch=True))  # type: ignore[attr-defined]
+    assert not isinstance(to_python_param(text, Rules(kind)), Invalid), text
+
+
+def test_every_family_a_query_writes_as_a_string_has_a_query_pattern() -> None:
+    for family in FAMILIES:
+        kind = column_type(family.names[0])
+        if kind.json_kind == "string" and kind.kind not in ("text", "numeric", "uuid"):
+            assert family.query_pattern is not None, family.kind

@@ -171,6 +171,7 @@ stamp  = { type = "timestamp" }
 moment = { type = "timestamptz", timezone = "Europe/Oslo" }
 local  = { type = "timestamp", format = "%d/%m/%Y %H:%M" }
 ident  = { type = "uuid" }
+opens  = { type = "time", max = "20:00" }
 """
 TYPED_VALUES = {
     "code": ["a", "b", " c  d ", "e", "", "NA"],
@@ -194,6 +195,7 @@ TYPED_VALUES = {
     "local": ["01/06/2024 09:15", "31/06/2024 09:15", "1/6/2024 9:15", "2024-06-01", ""],
     "ident": ["6f1c3c1e-0000-4000-8000-00000000a001", "6F1C3C1E00004000800000000000A002",
               "{6f1c3c1e-0000-4000-8000-00000000a003}", "6f1c3c1e", ""],
+    "opens": ["08:30", "08:30:00", "9:05", "20:00:00.000001", "24:00", "07:15:30.25", ""],
 }
 
 
@@ -260,7 +262,7 @@ def _assert_both_paths_agree(dataset: Dataset, data: bytes, block: int, batch_si
 
 def test_canonical_values_of_every_type_take_the_fast_path() -> None:
     row = ("a,ab-1,7,12,19.99,1.5,0.5,true,2024-02-29,2024-01-01 10:00:00,"
-           "2024-06-01T12:00:00Z,01/06/2024 09:15,6f1c3c1e-0000-4000-8000-00000000a001")
+           "2024-06-01T12:00:00Z,01/06/2024 09:15,6f1c3c1e-0000-4000-8000-00000000a001,08:30")
     data = (",".join(TYPED_VALUES) + "\n" + "\n".join([row] * 50) + "\n").encode()
     scanner = columnar.Scanner(io.BytesIO(data))
     items = iter(scanner)

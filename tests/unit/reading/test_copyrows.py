@@ -39,7 +39,7 @@ READ_BACK = [("smallint", "-7"), ("integer", "7"), ("bigint", "-9223372036854775
              ("text", "José"), ("numeric(5,2)", "1.5"), ("numeric", "-0.0001"),
              ("double", "2.5"), ("boolean", "t"), ("date", "2024-02-29"),
              ("timestamp", "2024-02-29 13:45:00.5"), ("timestamptz", "2024-02-29 13:45+02:00"),
-             ("uuid", "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11")]
+             ("time", "23:59:59.000001"), ("uuid", "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11")]
 
 
 def test_every_registered_family_is_read_back() -> None:
