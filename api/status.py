@@ -1,8 +1,9 @@
 """GET /: the status page, plain server-rendered HTML that refreshes itself.
 
 Recent files with their state and counts, a progress bar for files being loaded, and
-a link to each file's rejects; above them, any worker that reports it cannot work. No
-scripts, no build step, no assets from elsewhere.
+a link to each file's rejects; above them, any worker that reports it cannot work, and
+each dataset being rebuilt or waiting for `chute rebuild`. No scripts, no build step, no
+assets from elsewhere.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api.routes import POOL, QUERIES
+from api.routes import CONFIG, POOL, QUERIES
 
 REFRESH_SECONDS = 2
 RECENT = 50
@@ -38,12 +39,13 @@ PAGE = """<!doctype html>
  .keyed {{ color: #666; font-size: .85em; white-space: nowrap; }}
  progress {{ width: 10em; }} .error {{ color: #a33; font-size: .9em; }}
  .problem {{ background: #f8d4d4; padding: .6em 1em; border-radius: .3em; }}
+ .rebuild {{ background: #e8eef8; padding: .6em 1em; border-radius: .3em; }}
 </style></head>
 <body>
 <h1>chute</h1>
 <p class="sub">Files dropped into the inbox, newest first. This page refreshes every
 {refresh} s. Updated {now}.</p>
-{problems}<p class="totals">{totals}</p>
+{problems}{rebuilds}<p class="totals">{totals}</p>
 <table>
 <thead><tr><th>File</th><th>Dataset</th><th>State</th><th>Progress</th><th>Loaded</th><th>Rejected</th>
 <th>Rows</th><th>Received</th><th>Took</th><th>Rejects</th></tr></thead>
@@ -59,6 +61,7 @@ async def status_page(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         files = await request.app[QUERIES].files(conn, None, None, None, RECENT)
         workers = await request.app[QUERIES].worker_problems(conn)
+        tables = await request.app[QUERIES].tables(conn)
     # A worker that cannot work comes first: no file moves until it is fixed.
     problems = "".join(
         f'<p class="problem"><strong>{escape(w["service"])} {escape(w["kind"])}</strong> '
@@ -71,8 +74,30 @@ async def status_page(request: web.Request) -> web.Response:
                       for s, n in sorted(counts.items())) or "No files yet: drop a CSV file " \
         "into the inbox."
     body = PAGE.format(refresh=REFRESH_SECONDS, now=_time(datetime.now().astimezone()),
-                       problems=problems, totals=totals, rows="\n".join(_row(f) for f in files))
+                       problems=problems, rebuilds=_rebuilds(request.app[CONFIG], tables),
+                       totals=totals, rows="\n".join(_row(f) for f in files))
     return web.Response(text=body, content_type="text/html")
+
+
+def _rebuilds(config: Any, tables: dict[str, Any]) -> str:
+    """A line per dataset whose table is being rebuilt, or holds another declaration than
+    the one declared (its new files wait for the rebuild; see docs/datasets.md)."""
+    lines = []
+    for dataset in config.datasets:
+        name, table = dataset.name, tables.get(dataset.name)
+        if table is None:
+            continue
+        if table["rebuild_id"] is not None:
+            done, total = table["files_done"], table["files_total"]
+            bar = (f'<progress value="{done}" max="{total}"></progress> ' if total else "")
+            lines.append(f'<p class="rebuild"><strong>{escape(name)}</strong>: rebuilding '
+                         f"since {_time(table['started_at'])}, {bar}{done:,} of {total:,} "
+                         "files</p>\n")
+        elif table["declaration"] != dataset.declaration_hash:
+            lines.append(f'<p class="rebuild"><strong>{escape(name)}</strong>: its table '
+                         "holds an earlier declaration; new files wait for "
+                         f"<code>chute rebuild {escape(name)}</code></p>\n")
+    return "".join(lines)
 
 
 def _row(f: Any) -> str:

@@ -135,6 +135,9 @@ def test_a_type_change_is_held_then_rebuilt_with_the_same_ids_and_files_that_wai
     assert {row["id"]: row for row in rows(environment)} == before
     listed = {d["name"]: d for d in environment.get("/datasets").json()["items"]}
     assert listed["things"]["declaration"]["matches"] is False
+    waiting = "<strong>things</strong>: its table holds an earlier declaration; new files " \
+        "wait for <code>chute rebuild things</code>"
+    assert waiting in environment.get("/").text
 
     result = chute(environment, retyped, "rebuild", "things")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -159,6 +162,7 @@ def test_a_type_change_is_held_then_rebuilt_with_the_same_ids_and_files_that_wai
     # Each file's history names the declaration that loaded it, and /datasets agrees.
     listed = {d["name"]: d for d in environment.get("/datasets").json()["items"]}
     assert listed["things"]["declaration"]["matches"] is True
+    assert "<strong>things</strong>" not in environment.get("/").text
     declared = listed["things"]["declaration"]["declared"]
     assert environment.sql("SELECT DISTINCT declaration FROM chute.files WHERE dataset = "
                            "'things'") == [(declared,)]
@@ -317,6 +321,11 @@ def test_files_dropped_during_a_rebuild_and_a_killed_loader_end_in_the_new_table
             environment.services.processes.remove(("loader", loader))
             environment.services.start("loader", CHUTE_DATASETS=str(first))
     assert environment.sql("SELECT state FROM chute.rebuilds") == [("running",)]
+    # The status page shows the rebuild that is due to resume, and how far it got.
+    done = environment.sql("SELECT count(*) FROM chute.rebuild_files")[0][0]
+    assert '<strong>things</strong>: rebuilding since ' in environment.get("/").text
+    assert (f'<progress value="{done}" max="20"></progress> {done:,} of 20 files'
+            ) in environment.get("/").text
     out, err = rebuild.communicate(timeout=300)
     stop.set()
     reader.join()
