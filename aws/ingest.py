@@ -29,6 +29,7 @@ from chute.datasets.declarations import Dataset
 from chute.errors import DatabaseUnavailable, FileUnusable
 from chute.postgres import db
 from chute.rabbitmq.messages import FileDone, RowBatch
+from chute.reading.streams import Limits, problem_of
 from chute.reading.transform import transform
 from chute.runtime.config import Config
 from watcher.readiness import is_candidate
@@ -96,10 +97,15 @@ def ingest_object(conn: db.Connection, objects: Objects, config: Config, ref: Ob
     if dataset is None:
         return _quarantine(conn, objects, ref, config.datasets.no_match(ref.inbox_path), context)
     started = time.monotonic()
+    limits = Limits.of(config)
     try:
+        with objects.open(ref) as stream:  # a compressed object is checked whole first
+            problem = problem_of(stream, limits)
+        if problem is not None:
+            raise FileUnusable(problem)
         with objects.open(ref) as stream:
             messages = transform(stream, dataset, file_id, record.seq, record.sha256,
-                                 batch_size)
+                                 batch_size, limits=limits)
             done = _load_batches(conn, dataset, messages, deadline)
     except FileUnusable as e:
         return _quarantine(conn, objects, ref, str(e), context)

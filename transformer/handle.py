@@ -9,7 +9,6 @@ loader's ledger drops any it already loaded.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -23,7 +22,8 @@ from chute.errors import FileChanged, FileUnusable, Interrupted, MessageDecodeEr
 from chute.postgres import db
 from chute.rabbitmq.broker import BATCHES, Broker, Delivery
 from chute.rabbitmq.messages import FileArrived, FileDone, RowBatch
-from chute.reading.transform import COLUMNAR_FROM_BYTES, HashingReader, transform
+from chute.reading.streams import HashingReader, Limits, scan
+from chute.reading.transform import COLUMNAR_FROM_BYTES, transform
 from chute.runtime import metrics, placement
 from chute.runtime.config import Config
 from chute.runtime.folders import Folders, cannot_read
@@ -38,6 +38,7 @@ class FileHandler:
         self.conn = conn
         self.broker = broker
         self.folders = Folders(config.data_dir)
+        self.limits = Limits.of(config)
         self.pending: list[Delivery] = []  # received, not yet started
         # Claimed by _begin_all, not yet handled: (state, batch size, batches loaded).
         self.begun: dict[str, tuple[str, int, set[int]]] = {}
@@ -191,11 +192,15 @@ class FileHandler:
                 # One fast pass before anything is sent (hashing runs at about 1 GB/s): an
                 # edit of the same size made since the claim fails the file with nothing
                 # loaded. An edit made during the read itself is caught by the hash taken
-                # while reading, before the last batch and the FileDone go out.
-                claimed = hashlib.file_digest(raw, "sha256").hexdigest()
+                # while reading, before the last batch and the FileDone go out. A
+                # compressed file is decompressed in the same pass: damage or a bomb
+                # quarantines it before any of its rows is sent.
+                claimed, problem = scan(raw, self.limits)
                 if claimed != event.sha256:
                     raise FileChanged(f"file changed after it was claimed: sha256 {claimed}, "
                                       f"{event.sha256} when claimed")
+                if problem is not None:
+                    raise FileUnusable(problem)
                 raw.seek(0)
                 done = self._publish_batches(raw, dataset, event, batch_size,
                                              already_loaded)
@@ -235,7 +240,8 @@ class FileHandler:
         stream = io.BufferedReader(hashing, buffer_size=1 << 16)
         held: RowBatch | None = None
         for message in transform(stream, dataset, event.file_id, event.seq, event.sha256,
-                                 batch_size, columnar=event.size >= COLUMNAR_FROM_BYTES):
+                                 batch_size, columnar=event.size >= COLUMNAR_FROM_BYTES,
+                                 limits=self.limits):
             if self.stop():
                 raise Interrupted(event.file_id)
             if isinstance(message, RowBatch):

@@ -20,13 +20,16 @@ import time
 from pathlib import Path
 from stat import S_ISLNK
 
+from chute.datasets.declarations import without_compression
+
 SETTLE_SECONDS = 2.0
 
 
 def is_candidate(path: Path) -> bool:
-    """`*.csv` in any case; hidden files and partial-download names are left alone."""
+    """`*.csv` in any case, also compressed (`*.csv.gz`, `*.csv.zst` ...); hidden files and
+    partial-download names are left alone."""
     name = path.name
-    return not name.startswith(".") and name.lower().endswith(".csv")
+    return not name.startswith(".") and without_compression(name).lower().endswith(".csv")
 
 
 def is_finished(path: Path, open_files: set[str] | None, just_created: bool = False) -> bool:

@@ -29,7 +29,8 @@ from chute.postgres import db, rebuilds
 from chute.postgres.rebuilds import ArchivedFile, Rebuild
 from chute.rabbitmq.broker import FILES, Broker
 from chute.rabbitmq.messages import FileArrived
-from chute.reading.transform import COLUMNAR_FROM_BYTES, HashingReader, transform
+from chute.reading.streams import HashingReader, Limits
+from chute.reading.transform import COLUMNAR_FROM_BYTES, transform
 from chute.runtime.config import Config
 
 # A pass that leaves at most this many files loaded meanwhile ends the catch-up: the swap
@@ -138,7 +139,8 @@ def _load(cur: Any, config: Config, run: Rebuild, file: ArchivedFile) -> None:
         stream = io.BufferedReader(hashing, buffer_size=1 << 16)
         messages = transform(stream, run.target, file.file_id, file.seq, file.sha256,
                              file.batch_size or config.batch_size,
-                             columnar=file.size >= COLUMNAR_FROM_BYTES)
+                             columnar=file.size >= COLUMNAR_FROM_BYTES,
+                             limits=Limits.of(config))
         try:
             rebuilds.load_file(cur, run, file, ahead(messages))
         except FileUnusable as e:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from chute.errors import FileUnusable, RebuildError
 from chute.postgres import db, rebuilds
-from chute.reading.transform import COLUMNAR_FROM_BYTES, HashingReader, transform
+from chute.reading.streams import HashingReader, Limits
+from chute.reading.transform import COLUMNAR_FROM_BYTES, transform
 from chute.runtime.config import Config
 
 
@@ -77,7 +78,8 @@ def _replay_one(conn: db.Connection, config: Config, name: str,
         try:
             outcome = rebuilds.replay_file(cur, dataset, file, transform(
                 stream, dataset, file.file_id, file.seq, file.sha256,
-                file.batch_size or config.batch_size, columnar=file.size >= COLUMNAR_FROM_BYTES))
+                file.batch_size or config.batch_size,
+                columnar=file.size >= COLUMNAR_FROM_BYTES, limits=Limits.of(config)))
         except FileUnusable as e:
             raise RebuildError(f"{file.name} (file {file.file_id}): under the current "
                                f"declaration: {e}") from None

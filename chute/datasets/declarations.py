@@ -141,7 +141,23 @@ class Dataset:
         return next(c for c in self.columns if c.name == name)
 
     def matches(self, relative_path: str) -> bool:
-        return any(_glob(pattern).fullmatch(relative_path) for pattern in self.match)
+        """A compressed file's path matches as it is or without its suffix
+        (orders/2024-06.csv.gz matches orders/*.csv)."""
+        plain = without_compression(relative_path)
+        return any(_glob(pattern).fullmatch(relative_path) or _glob(pattern).fullmatch(plain)
+                   for pattern in self.match)
+
+
+# Suffixes of compressed files (any case). How a file is read is decided by its first
+# bytes (chute/reading/streams.py); the suffix only drops out of the name it is matched by.
+COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz", ".zst", ".zstd")
+
+
+def without_compression(path: str) -> str:
+    """The path less a compression suffix: orders/2024-06.csv.gz -> orders/2024-06.csv."""
+    lower = path.lower()
+    suffix = next((s for s in COMPRESSED_SUFFIXES if lower.endswith(s)), "")
+    return path[:len(path) - len(suffix)]
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,12 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from chute.datasets.declarations import LINEAGE
+from chute.datasets.declarations import LINEAGE, without_compression
 from chute.datasets.types import FAMILIES, Invalid, column_type, make_rules, parse
+from chute.errors import FileUnusable
 from chute.reading.cleaning import clean_text
 from chute.reading.csvstream import Record, read_records
+from chute.reading.streams import DEFAULT_LIMITS, text_stream
 
 SAMPLE_ROWS = 100_000  # enough to see a column's range; the whole file if smaller
 NULL_MARKERS = ("NA", "N/A", "NULL", "null", "None", "\\N", "nan", "NaN")
@@ -26,16 +28,20 @@ DELIMITERS = ",;\t|"
 
 
 def infer(path: Path, sample_rows: int = SAMPLE_ROWS) -> str:
-    """The declaration, as TOML text; raises ValueError when the file has no header."""
-    with path.open("rb") as f:
-        head = f.read(1 << 16)
-    delimiter = _delimiter(head)
-    with path.open("rb") as f:
-        records = read_records(f, delimiter=delimiter)
-        header = next(records, None)
-        if header is None or not header.fields:
-            raise ValueError(f"{path}: no header to read column names from")
-        rows = [r.fields for r in _first(records, sample_rows) if r.fields is not None]
+    """The declaration, as TOML text; raises ValueError when the file has no header, or
+    is compressed and cannot be read. A compressed file is read as its text."""
+    try:
+        with path.open("rb") as f:
+            head = text_stream(f, DEFAULT_LIMITS).read(1 << 16)
+        delimiter = _delimiter(head)
+        with path.open("rb") as f:
+            records = read_records(text_stream(f, DEFAULT_LIMITS), delimiter=delimiter)
+            header = next(records, None)
+            if header is None or not header.fields:
+                raise ValueError(f"{path}: no header to read column names from")
+            rows = [r.fields for r in _first(records, sample_rows) if r.fields is not None]
+    except FileUnusable as e:
+        raise ValueError(f"{path}: {e}") from None
     names = column_names(header.fields)
     nulls = sorted({(row[i] or "").strip() for row in rows for i in range(len(row))}
                    & set(NULL_MARKERS))
@@ -111,7 +117,7 @@ def _delimiter(head: bytes) -> str:
 
 def _dataset_name(path: Path) -> str:
     """The file's name without dates, numbers and extension: orders-2024-06.csv -> orders."""
-    stem = re.sub(r"[^a-z]+", "_", path.stem.lower()).strip("_")
+    stem = re.sub(r"[^a-z]+", "_", Path(without_compression(path.name)).stem.lower()).strip("_")
     return stem or "data"
 
 

@@ -9,8 +9,6 @@ produces exactly the same batches.
 from __future__ import annotations
 
 import codecs
-import hashlib
-import io
 import re
 from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
@@ -25,6 +23,7 @@ from chute.reading.cleaning import Layout, clean_row, find_columns
 from chute.reading.columnar import Rows, Scanner, row_tuples
 from chute.reading.csvstream import HAS_NUL, NOT_UTF8, Record, read_records
 from chute.reading.rowids import id_high, id_low
+from chute.reading.streams import DEFAULT_LIMITS, Limits, text_stream
 
 # COPY text format: these characters must be escaped inside a value.
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -42,31 +41,13 @@ MAX_BATCH_BYTES = 8 << 20
 COLUMNAR_FROM_BYTES = 8 << 10
 
 
-class HashingReader(io.RawIOBase):
-    """Reads a file for the CSV reader and hashes every byte on the way: whoever reads
-    a claimed or archived file knows, at the end, whether it is the bytes recorded."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        super().__init__()
-        self.raw = raw
-        self.digest = hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        count = self.raw.readinto(buffer)  # type: ignore[attr-defined]
-        self.digest.update(memoryview(buffer)[:count])
-        return count
-
-
 # Signatures of files that are often dropped by mistake where a CSV belongs; named in the
 # reason, so the person who dropped one knows what to send instead.
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "not a text file: a PNG image"),
     (b"\xff\xd8\xff", "not a text file: a JPEG image"),
     (b"%PDF-", "not a text file: a PDF document"),
-    (b"\x1f\x8b", "not a text file: gzip-compressed data (decompress it first)"),
+    (b"\x1f\x8b", "not a text file: gzip-compressed data inside compressed data"),
     (b"PK\x03\x04", "not a text file: a zip archive (an Excel .xlsx workbook is one; "
                      "export it as CSV UTF-8)"),
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "not a text file: an old Excel .xls workbook "
@@ -99,8 +80,8 @@ class _Opening:
         return data
 
 
-def open_records(stream: BinaryIO, dataset: Dataset, columnar: bool = True
-                 ) -> tuple[Layout, Iterator[Record | Rows]]:
+def open_records(stream: BinaryIO, dataset: Dataset, columnar: bool = True,
+                 limits: Limits = DEFAULT_LIMITS) -> tuple[Layout, Iterator[Record | Rows]]:
     """Read the header; raise FileUnusable, with a specific reason, when there is none.
 
     The records come as Rows where the columnar fast path could read them, unless
@@ -111,7 +92,7 @@ def open_records(stream: BinaryIO, dataset: Dataset, columnar: bool = True
     format or UTF-16; a first record that is not text or cannot be read; then the header's
     columns (no header at all, missing or duplicate columns, see find_columns).
     """
-    opening = _Opening(stream)
+    opening = _Opening(text_stream(stream, limits))
     source = opening if dataset.encoding == "utf-8" else _Transcoded(opening, dataset.encoding)
     delimiter = dataset.delimiter
     scanner = Scanner(source, delimiter=delimiter)  # type: ignore[arg-type]  # only read()
@@ -143,14 +124,17 @@ def open_records(stream: BinaryIO, dataset: Dataset, columnar: bool = True
 def transform(
     stream: BinaryIO, dataset: Dataset, file_id: str, file_seq: int, sha256: str,
     batch_size: int, max_batch_bytes: int = MAX_BATCH_BYTES, columnar: bool = True,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Iterator[RowBatch | FileDone]:
-    """Yield the file's batches, then its FileDone. Raises FileUnusable before any batch.
+    """Yield the file's batches, then its FileDone. Raises FileUnusable before any batch,
+    or, for a compressed stream found damaged or over `limits` on the way, later: callers
+    that must not load half a file check it first with streams.scan.
 
     A batch ends after `batch_size` records, or earlier once it holds `max_batch_bytes`:
     both depend only on the file's bytes, so the cut is the same at every attempt, and
     the same whichever way (columnar or row by row) a row was read.
     """
-    layout, records = open_records(stream, dataset, columnar)
+    layout, records = open_records(stream, dataset, columnar, limits)
     types = tuple(column.type for column in dataset.columns)
     high = id_high(sha256)
     id_start = high.to_bytes(8, "big")

@@ -30,6 +30,10 @@ DEFAULTS = {
     "CHUTE_BATCH_SIZE": "10000",
     "CHUTE_PREFETCH": "8",
     "CHUTE_LOG_LEVEL": "INFO",
+    # A compressed file may expand to this much text, and this many times its size once
+    # past 64 MiB (chute/reading/streams.py): a decompression bomb never fills the disk.
+    "CHUTE_MAX_DECOMPRESSED_BYTES": str(8 << 30),
+    "CHUTE_MAX_COMPRESSION_RATIO": "200",
 }
 # Without CHUTE_DATASETS, this file in the working directory, if it exists.
 DATASETS_FILE = "chute.toml"
@@ -62,6 +66,8 @@ class Config:
     # Datasets whose table start-up found it cannot bring in step with the declaration
     # (set by service.start): their files wait for `chute rebuild`, the others run.
     held: frozenset[str] = frozenset()
+    max_decompressed_bytes: int = int(DEFAULTS["CHUTE_MAX_DECOMPRESSED_BYTES"])
+    max_compression_ratio: int = int(DEFAULTS["CHUTE_MAX_COMPRESSION_RATIO"])
 
     @property
     def amqp_nodes(self) -> tuple[str, ...]:
@@ -121,6 +127,11 @@ class Config:
             api_database_url=api_database_url,
             follow_links_under=_folders("CHUTE_FOLLOW_LINKS_UNDER",
                                         get("CHUTE_FOLLOW_LINKS_UNDER")),
+            max_decompressed_bytes=_integer("CHUTE_MAX_DECOMPRESSED_BYTES",
+                                            get("CHUTE_MAX_DECOMPRESSED_BYTES"), 1 << 20,
+                                            1 << 50),
+            max_compression_ratio=_integer("CHUTE_MAX_COMPRESSION_RATIO",
+                                           get("CHUTE_MAX_COMPRESSION_RATIO"), 2, 1_000_000),
         )
 
 

@@ -3,6 +3,7 @@ states as the inbox pipeline, with duplicate events, retries and timeouts."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -394,3 +395,19 @@ def test_the_key_below_inbox_routes_an_object_to_its_dataset(
          "readings: readings/**/*.csv; people: *.csv)")]
     assert lambda_env.sql("SELECT order_id, amount::text FROM orders ORDER BY line") == [
         (1001, "19.99"), (1002, "5.50"), (1006, "7.25")]
+
+
+def test_a_compressed_object_loads_as_its_text_and_a_truncated_one_loads_nothing(
+        lambda_env: Environment, s3: Any) -> None:
+    packed = gzip.compress(SAMPLE, mtime=0)
+    answer = on_s3_event(put(s3, "inbox/sample.csv.gz", packed), FakeContext())
+    assert answer["files"][0]["state"] == "loaded"
+    assert [row[1:9] for row in files(lambda_env)] == [(
+        "sample.csv.gz", f"s3://{BUCKET}/inbox/sample.csv.gz", hashlib.sha256(packed).hexdigest(),
+        len(packed), "loaded", 15, 15, 0)]
+
+    cut = gzip.compress(SAMPLE + b"Extra Row,30,Oslo\n" * 50, mtime=1)[:-20]
+    answer = on_s3_event(put(s3, "inbox/cut.csv.gz", cut), FakeContext())
+    assert answer["files"][0]["state"] == "quarantined"
+    assert files(lambda_env)[1][9] == f"gzip data ends early after {len(cut):,} bytes"
+    assert lambda_env.sql("SELECT count(*) FROM people") == [(15,)]  # none of the cut one

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from chute.datasets.infer import infer
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -49,3 +55,19 @@ def test_a_command_that_needs_the_configuration_still_says_what_is_wrong(
                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
     assert run.returncode == 2
     assert run.stderr.startswith("chute: configuration error: "), run.stderr
+
+
+def test_infer_reads_a_compressed_file_as_its_text(tmp_path: Path) -> None:
+    text = b"id;region;when\n1;north;2024-06-01\n2;south;2024-06-02\n"
+    (tmp_path / "sales-2024.csv").write_bytes(text)
+    (tmp_path / "sales-2024.csv.gz").write_bytes(gzip.compress(text))
+    (tmp_path / "cut-2024.csv.bz2").write_bytes(bz2.compress(text * 100)[:-5])
+    plain = infer(tmp_path / "sales-2024.csv")
+    assert infer(tmp_path / "sales-2024.csv.gz") == plain.replace(
+        "from sales-2024.csv", "from sales-2024.csv.gz")
+    assert "[datasets.sales]" in plain and 'delimiter = ";"' in plain
+    cut = tmp_path / "cut-2024.csv.bz2"
+    with pytest.raises(ValueError) as refused:
+        infer(cut)
+    assert str(refused.value) == (f"{cut}: bzip2 data ends early after "
+                                  f"{cut.stat().st_size:,} bytes")
