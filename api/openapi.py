@@ -72,6 +72,9 @@ SCHEMAS: dict[str, Any] = {
                                    "older than the version of their key already loaded "
                                    "(or than a later line of the file), so left out. Not "
                                    "rejects."}),
+        "rows_deleted": _nullable({**COUNT, "description": "Snapshot datasets (mode = "
+                                   "\"snapshot\"): rows this file removed, those whose keys "
+                                   "it does not hold. Null for a dataset of another mode."}),
         "error": _nullable({"type": "string"}),
         "move_error": _nullable({"type": "string", "description": "Why the finished file "
                                  "is still in work/: its move to archive/ or quarantine/ "
@@ -221,7 +224,8 @@ def _paths() -> dict[str, dict[str, Any]]:
             "listFiles", "Arrivals of files, newest first",
             "Every arrival of a file and its outcome. Counts of a file still `processing` "
             "are the batches loaded so far. For a keyed dataset, rows_loaded is split into "
-            "rows_inserted, rows_replaced and rows_ignored.",
+            "rows_inserted, rows_replaced and rows_ignored; a snapshot also counts "
+            "rows_deleted.",
             _answer("One page of arrivals.", schema=_ref("FilesPage")), READ, views.FILES)},
         "/files/{file_id}": {"get": _operation(
             "getFile", "One arrival", "One arrival of a file and its outcome.",

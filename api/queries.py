@@ -37,7 +37,7 @@ FILE_COLUMNS = """
     coalesce(f.rows_rejected, b.rows_rejected) AS rows_rejected,
     coalesce(f.rows_inserted, b.rows_inserted) AS rows_inserted,
     coalesce(f.rows_replaced, b.rows_replaced) AS rows_replaced,
-    coalesce(f.rows_ignored, b.rows_ignored) AS rows_ignored,
+    coalesce(f.rows_ignored, b.rows_ignored) AS rows_ignored, f.rows_deleted,
     f.error, f.move_error, f.received_at, f.finished_at
 """
 

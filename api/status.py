@@ -129,7 +129,9 @@ def _keyed(f: Any) -> str:
     if f["rows_inserted"] is None:
         return ""
     return (f'<div class="keyed">{f["rows_inserted"]:,} inserted, '
-            f'{f["rows_replaced"]:,} replaced, {f["rows_ignored"]:,} ignored as older</div>')
+            f'{f["rows_replaced"]:,} replaced, {f["rows_ignored"]:,} ignored as older'
+            + (f', {f["rows_deleted"]:,} deleted' if f["rows_deleted"] is not None else "")
+            + "</div>")
 
 
 def _n(value: int | None) -> str:

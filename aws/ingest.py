@@ -148,7 +148,7 @@ def _load_batches(conn: db.Connection, dataset: Dataset,
                   messages: Iterable[RowBatch | FileDone], deadline: Deadline) -> FileDone:
     for message in messages:
         if isinstance(message, FileDone):
-            db.record_done(conn, message, (dataset.name,) if dataset.key else ())
+            db.record_done(conn, message, [dataset])
             return message
         deadline.check()
         db.load_batch(conn, dataset, message)  # a batch already in the ledger is skipped

@@ -53,7 +53,6 @@ class BatchHandler:
         self.conn = conn
         self.broker = broker
         self.folders = Folders(config.data_dir)
-        self.keyed = frozenset(d.name for d in config.datasets if d.key)
         self.pending: list[Delivery] = []  # received, not yet handled
 
     def on_batch(self, delivery: Delivery) -> None:
@@ -135,7 +134,7 @@ class BatchHandler:
                     lambda: db.load_batch(self.conn, dataset, message))
             else:
                 loaded = self.broker.keep_alive_during(
-                    lambda: db.record_done(self.conn, message, self.keyed))
+                    lambda: db.record_done(self.conn, message, list(self.config.datasets)))
         except (ConnectionError, WorkerStops):
             raise  # database or broker lost (the session restarts), or a stale worker
             # (it stops): the batch is redelivered

@@ -369,8 +369,10 @@ def keyed_counts(f: dict[str, Any]) -> str:
     """What a keyed file's loaded rows did (docs/keys.md); "" for a dataset without a key."""
     if f.get("rows_inserted") is None:
         return ""
+    deleted = f.get("rows_deleted")
     return (f"{f['rows_inserted']:,} inserted, {f['rows_replaced']:,} replaced, "
-            f"{f['rows_ignored']:,} ignored as older")
+            f"{f['rows_ignored']:,} ignored as older"
+            + (f", {deleted:,} deleted" if deleted is not None else ""))
 
 
 def _n(value: int | None) -> str:

@@ -16,7 +16,7 @@ import codecs
 import hashlib
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -99,6 +99,21 @@ class Column:
 
 
 @dataclass(frozen=True)
+class RejectLimit:
+    """`max_rejected`: a file with more rejects than this fails, and loads nothing. A
+    count (`100`) or a share of the file's rows (`"2%"`)."""
+
+    declared: str  # as written: 100 or 2%
+    count: int | None = None
+    percent: float | None = None
+
+    def exceeded(self, rejected: int, total: int) -> bool:
+        if self.count is not None:
+            return rejected > self.count
+        return rejected * 100 > (self.percent or 0) * total
+
+
+@dataclass(frozen=True)
 class Dataset:
     name: str
     table: str
@@ -108,6 +123,9 @@ class Dataset:
     key: tuple[str, ...]
     delimiter: str
     encoding: str
+    # "snapshot" (each file is the whole current state; needs a key), or None.
+    mode: str | None = None
+    max_rejected: RejectLimit | None = None
     # Its declaration as canonical JSON (the checked TOML, columns in order): what
     # chute.declarations keeps, so a table's own declaration can be read back
     # (from_declaration) by an API that runs a newer one, and a rebuild says which.
@@ -139,6 +157,14 @@ class Dataset:
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
+
+    @property
+    def staged(self) -> bool:
+        """A keyed dataset whose files are merged only once complete (a snapshot, or a
+        reject limit): until then its batches wait in a staging table (db.stage_rows),
+        so a file that fails replaces no row. An unkeyed dataset's rows go straight to
+        the table; a failed file's are deleted (they were never served)."""
+        return bool(self.key) and (self.mode == "snapshot" or self.max_rejected is not None)
 
     def matches(self, relative_path: str) -> bool:
         """A compressed file's path matches as it is or without its suffix
@@ -215,6 +241,13 @@ class _DatasetSpec(msgspec.Struct, forbid_unknown_fields=True):
     nulls: list[str] | None = None
     delimiter: str = ","
     encoding: str = "utf-8"
+    mode: str | None = None
+    max_rejected: int | str | None = None
+
+
+# Fields added after the first declarations were stored: left out of the canonical text
+# while unset, so that a declaration that does not use them keeps its hash.
+_LATER_FIELDS = ("mode", "max_rejected")
 
 
 class _FileSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -335,11 +368,38 @@ def _dataset(name: str, spec: _DatasetSpec, source: str) -> Dataset:
         _column(column, column_spec, spec, column in spec.filters, column in spec.key,
                 f"{where}.columns.{column}")
         for column, column_spec in spec.columns.items())
+    if spec.mode is not None and spec.mode != "snapshot":
+        raise fail("mode", f'{spec.mode!r}: the one mode is "snapshot" (leave it out for '
+                           "files that add and update rows)")
+    if spec.mode == "snapshot" and not spec.key:
+        raise fail("mode", 'a "snapshot" needs a key: the rows whose keys a snapshot does '
+                           "not hold are removed")
+    canonical = msgspec.to_builtins(msgspec.structs.replace(spec, table=table))
+    for field in _LATER_FIELDS:
+        if canonical.get(field) is None:
+            canonical.pop(field, None)
     return Dataset(name=name, table=table, match=match, columns=columns,
                    filters=tuple(spec.filters), key=tuple(spec.key),
-                   delimiter=spec.delimiter, encoding=encoding,
-                   declaration=msgspec.json.encode(
-                       msgspec.structs.replace(spec, table=table)).decode())
+                   delimiter=spec.delimiter, encoding=encoding, mode=spec.mode,
+                   max_rejected=_reject_limit(spec.max_rejected, fail),
+                   declaration=msgspec.json.encode(canonical).decode())
+
+
+_PERCENT = re.compile(r"([0-9]+(?:\.[0-9]+)?)%")
+
+
+def _reject_limit(value: int | str | None, fail: Callable[[str, str], DatasetsError]
+                  ) -> RejectLimit | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or (isinstance(value, int) and value < 0):
+        raise fail("max_rejected", f"{value!r}: a count of rows (100) or a share (\"2%\")")
+    if isinstance(value, int):
+        return RejectLimit(str(value), count=value)
+    match = _PERCENT.fullmatch(value.strip())
+    if match is None or float(match[1]) > 100:
+        raise fail("max_rejected", f"{value!r}: a count of rows (100) or a share (\"2%\")")
+    return RejectLimit(value.strip(), percent=float(match[1]))
 
 
 def from_declaration(name: str, text: str) -> Dataset:

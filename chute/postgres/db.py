@@ -26,7 +26,7 @@ from psycopg2.extensions import connection as Connection  # noqa: N812 - re-expo
 
 from chute.datasets.declarations import Dataset, Datasets
 from chute.errors import DatabaseUnavailable, DeclarationStale
-from chute.postgres import tables
+from chute.postgres import finishing, tables
 from chute.rabbitmq.messages import FileDone, RowBatch
 from chute.reading import copyrows
 from chute.runtime import metrics
@@ -385,14 +385,27 @@ def reset_for_retry(conn: Connection, file_id: str, path: str) -> FileRecord:
     `chute retry`; returns its record.
 
     The ledger and the batch size are kept: the retry cuts the same batches, and those
-    already loaded are neither sent nor loaded again. A file in another state is left
+    already loaded are neither sent nor loaded again (but for a file that failed over
+    its reject limit, whose rows are gone: it loads again whole). A file in another state is left
     as it is (a FileArrived for it is harmless: the transformer sees its state).
     """
     with transaction(conn) as cur:
+        # A file failed with every batch in (over its reject limit) kept none of its
+        # rows: its batches and rejects go, and the retry loads it whole.
+        cur.execute(
+            """WITH removed AS (
+                   SELECT f.file_id FROM chute.files f WHERE f.file_id = %(id)s
+                      AND f.state = 'failed' AND f.batches_total IS NOT NULL
+                      AND f.batches_total <= (SELECT count(*) FROM chute.batches b
+                                              WHERE b.file_id = f.file_id)),
+               gone AS (DELETE FROM chute.batches WHERE file_id IN (SELECT * FROM removed))
+               DELETE FROM chute.rejects WHERE file_id IN (SELECT * FROM removed)""",
+            {"id": file_id})
         cur.execute(
             """UPDATE chute.files SET state = 'received', path = %s, error = NULL,
                       rows_loaded = NULL, rows_rejected = NULL, finished_at = NULL,
                       rows_inserted = NULL, rows_replaced = NULL, rows_ignored = NULL,
+                      rows_deleted = NULL,
                       -- the new FileDone sets these again; until then the file cannot
                       -- complete (the FileDone is sent only once the bytes are verified)
                       batches_total = NULL, rows_total = NULL
@@ -481,7 +494,8 @@ def load_batches(conn: Connection, work: list[tuple[Dataset, RowBatch]]
             _copy_rejects(cur, rejects)
         # A file's totals come with its closing batch, when the group holds it.
         totals = {batch.file_id: batch.done for batch in batches if batch.done is not None}
-        loaded = _complete(cur, list(dict.fromkeys(b.file_id for b in batches)), totals, ())
+        loaded = _complete(cur, list(dict.fromkeys(b.file_id for b in batches)), totals,
+                           list({d.name: d for d, _batch in work}.values()))
     for batch, fresh in zip(batches, is_new, strict=True):
         _count(batch, fresh, None)
     return [loaded.get(batch.file_id) for batch in batches]
@@ -523,7 +537,10 @@ def _load_in(cur: Any, dataset: Dataset, batch: RowBatch
     )
     fresh = cur.fetchone() is not None
     if fresh:
-        if dataset.key:
+        if dataset.staged:
+            if batch.rows:  # merged once the file is complete (chute/postgres/finishing.py)
+                finishing.stage_rows(cur, dataset, batch.rows)
+        elif dataset.key:
             outcome = (upsert_rows(cur, dataset, batch.rows, batch.row_count)
                        if batch.rows else (0, 0, 0))
             cur.execute(
@@ -540,25 +557,34 @@ def _load_in(cur: Any, dataset: Dataset, batch: RowBatch
     # completion. A redelivered closing batch whose file was reset (a retry) writes
     # them again, as a FileDone would.
     totals = {batch.file_id: batch.done} if batch.done is not None else {}
-    keyed = (dataset.name,) if dataset.key else ()
-    completed = _complete(cur, [batch.file_id], totals, keyed).get(batch.file_id)
+    completed = _complete(cur, [batch.file_id], totals, [dataset]).get(batch.file_id)
     return completed, fresh, outcome
 
 
 def _complete(cur: Any, file_ids: list[str], totals: dict[str, FileDone],
-              keyed: Collection[str]) -> dict[str, str]:
-    """chute.complete_files (see schema.sql): {file_id: name} of the files among
-    `file_ids` (as given) that are `loaded` afterwards. `totals`: the FileDone (or a
-    closing batch's totals) of the files that have one in hand."""
+              datasets: Collection[Dataset]) -> dict[str, str]:
+    """chute.complete_files (see schema.sql), then what finishing does for the files
+    it finished: {file_id: name} of the files among `file_ids` (as given) that are
+    `loaded` afterwards. `totals`: the FileDone (or a closing batch's totals) of the
+    files that have one in hand; `datasets`: those the files may belong to."""
+    limited = [d for d in datasets if d.max_rejected is not None]
     cur.execute(
-        "SELECT loaded_id::text, loaded_name FROM chute.complete_files("
-        "%s::uuid[], %s::integer[], %s::bigint[], %s::text[])",
+        "SELECT loaded_id::text, loaded_name, outcome, file_dataset, file_seq "
+        "FROM chute.complete_files(%s::uuid[], %s::integer[], %s::bigint[], %s::text[], "
+        "%s::text[], %s::text[])",
         (file_ids,
          [totals[f].batches if f in totals else None for f in file_ids],
          [totals[f].rows_total if f in totals else None for f in file_ids],
-         list(keyed)),
+         [d.name for d in datasets if d.key],
+         [d.name for d in limited],
+         [d.max_rejected.declared for d in limited]),  # type: ignore[union-attr]
     )
-    names = dict(cur.fetchall())  # by the canonical text of each id
+    results = cur.fetchall()
+    finishing.finish(cur, datasets, [finishing.Finished(file_id, outcome, dataset, seq)
+                                     for file_id, _name, outcome, dataset, seq in results
+                                     if outcome != "loaded"])
+    names = {file_id: name for file_id, name, outcome, _d, _s in results
+             if outcome != "failed_now"}  # by the canonical text of each id
     found = {f: names.get(_canonical(f)) for f in file_ids}
     return {f: name for f, name in found.items() if name is not None}
 
@@ -646,13 +672,24 @@ def upsert_rows(cur: Any, dataset: Dataset, rows: bytes, count: int) -> tuple[in
     that line is in the table already under another key, and it is ignored, as the
     unkeyed path skips rows already loaded (copy_rows).
     """
-    table = sql.Identifier("public", dataset.table)
-    staging = _staging_name(dataset)
-    columns = tables.copy_columns(dataset)
-    cur.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS")
-                .format(sql.Identifier(staging), table))
+    staging = staging_table(cur, dataset)
     cur.copy_expert(sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT binary)").format(
-        sql.Identifier(staging), columns), io.BytesIO(copyrows.wrap(rows)))
+        sql.Identifier(staging), tables.copy_columns(dataset)), io.BytesIO(copyrows.wrap(rows)))
+    inserted, replaced = merge_staging(cur, dataset, staging)
+    return inserted, replaced, count - inserted - replaced
+
+
+def staging_table(cur: Any, dataset: Dataset) -> str:
+    """The connection's temporary table for a keyed merge (emptied at every commit)."""
+    staging = _staging_name(dataset)
+    cur.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS")
+                .format(sql.Identifier(staging), sql.Identifier("public", dataset.table)))
+    return staging
+
+
+def merge_staging(cur: Any, dataset: Dataset, staging: str) -> tuple[int, int]:
+    """Merge the rows of `staging` into the table (see upsert_rows): (inserted,
+    replaced)."""
     cur.execute("SAVEPOINT upsert_rows")
     try:
         cur.execute(upsert_statement(dataset, staging))
@@ -660,7 +697,7 @@ def upsert_rows(cur: Any, dataset: Dataset, rows: bytes, count: int) -> tuple[in
         cur.execute("ROLLBACK TO SAVEPOINT upsert_rows")
         cur.execute(upsert_statement(dataset, staging, skip_lines_loaded=True))
     inserted, replaced = cur.fetchone()
-    return inserted, replaced, count - inserted - replaced
+    return inserted, replaced
 
 
 # The merge of a keyed batch (see upsert_rows). {guard} is empty but after an id
@@ -709,14 +746,16 @@ def _staging_name(dataset: Dataset) -> str:
 
 
 def record_done(conn: Connection, done: FileDone,
-                keyed: Collection[str] = ()) -> str | None:
+                datasets: Collection[Dataset] = ()) -> str | None:
     """Record a file's totals; returns its name if the file is `loaded` afterwards
     (every batch was already in), as load_batch does.
 
-    `keyed` names the datasets that have a key: a keyed file without rows (a header
-    alone) then counts 0 inserted, replaced and ignored, not NULL."""
+    `datasets`: those the file may belong to (a FileDone does not name its dataset),
+    for their key (a keyed file without rows, a header alone, then counts 0 inserted,
+    replaced and ignored, not NULL), their reject limit and their staging."""
     with transaction(conn) as cur:
-        return _complete(cur, [done.file_id], {done.file_id: done}, keyed).get(done.file_id)
+        return _complete(cur, [done.file_id], {done.file_id: done}, datasets
+                         ).get(done.file_id)
 
 
 # --- recovery ----------------------------------------------------------------------

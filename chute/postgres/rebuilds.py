@@ -175,13 +175,26 @@ def load_file(cur: Any, rebuild: Rebuild, file: ArchivedFile,
     table, in the caller's transaction, with its counts and rejects; its FileDone."""
     target = rebuild.target
     prefix = f"{rebuild.rebuild_id}\t".encode()
+    cur.execute("SAVEPOINT load_file")
+    rejected = 0
     for message in messages:
         if isinstance(message, FileDone):
+            limit = target.max_rejected
+            if limit is not None and limit.exceeded(rejected, message.rows_total):
+                # As the pipeline would: the file fails, and none of its rows count.
+                cur.execute("ROLLBACK TO SAVEPOINT load_file")
+                skip_file(cur, rebuild, file, f"{rejected} of {message.rows_total} rows "
+                          f"rejected, over max_rejected = {limit.declared}", "failed")
+                return message
+            if target.mode == "snapshot":  # files come in arrival order: the newest yet
+                cur.execute(sql.SQL("DELETE FROM {} WHERE file_seq < %s").format(
+                    sql.Identifier("public", target.table)), (file.seq,))
             cur.execute("INSERT INTO chute.rebuild_files (rebuild_id, file_id, rows_total, "
                         "batches_total) VALUES (%s, %s, %s, %s)",
                         (rebuild.rebuild_id, file.file_id, message.rows_total,
                          message.batches))
             return message
+        rejected += message.reject_count
         outcome: tuple[int, int, int] | tuple[None, None, None] = (None, None, None)
         if target.key:
             outcome = (db.upsert_rows(cur, target, message.rows, message.row_count)
@@ -239,6 +252,17 @@ def swap(conn: db.Connection, rebuild: Rebuild, reader: str,
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier("public", kept)))
         _rename(cur, live, kept)
         _rename(cur, new, live)
+        # Rows staged for the files just sent back to `received` go with them.
+        tables.drop_stage(cur, dataset)
+        if dataset.staged:
+            tables.ensure_stage(cur, dataset)
+        if dataset.mode == "snapshot":  # the newest snapshot in the new table
+            cur.execute("""INSERT INTO chute.snapshots (dataset, seq)
+                           SELECT %(d)s, coalesce(max(f.seq), 0) FROM chute.rebuild_files r
+                           JOIN chute.files f USING (file_id)
+                           WHERE r.rebuild_id = %(r)s AND r.skipped IS NULL
+                           ON CONFLICT (dataset) DO UPDATE SET seq = excluded.seq""",
+                        {"d": dataset.name, "r": rebuild.rebuild_id})
         cur.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
             sql.Identifier("public", live), sql.Identifier(reader)))
         tables.record_declaration(cur, dataset)

@@ -66,6 +66,16 @@ BEGIN
     END IF;
 END
 $$;
+-- A snapshot's file (mode = "snapshot", docs/datasets.md): how many rows it removed,
+-- those whose keys it does not hold. NULL for a dataset of another mode.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM information_schema.columns WHERE table_schema = 'chute'
+                   AND table_name = 'files' AND column_name = 'rows_deleted') THEN
+        ALTER TABLE chute.files ADD COLUMN rows_deleted bigint;
+    END IF;
+END
+$$;
 CREATE INDEX IF NOT EXISTS files_sha256 ON chute.files (sha256);
 CREATE INDEX IF NOT EXISTS files_dataset_seq ON chute.files (dataset, seq);
 CREATE INDEX IF NOT EXISTS files_name_seq ON chute.files (name, seq);
@@ -149,8 +159,10 @@ $$;
 -- with one). Returns (file_id, name) of each file that is `loaded` afterwards, whether
 -- now or before: the caller moves it to archive/ (a move is idempotent).
 CREATE OR REPLACE FUNCTION chute.complete_files(file_ids uuid[], batches_totals integer[],
-                                                rows_totals bigint[], keyed_datasets text[])
-RETURNS TABLE (loaded_id uuid, loaded_name text)
+                                                rows_totals bigint[], keyed_datasets text[],
+                                                limited_datasets text[], reject_limits text[])
+RETURNS TABLE (loaded_id uuid, loaded_name text, outcome text, file_dataset text,
+               file_seq bigint)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     i integer;
@@ -158,16 +170,20 @@ DECLARE
     total integer;
     zero bigint;
     counts record;
+    limit_text text;
+    rows_in_file bigint;
+    over boolean;
 BEGIN
     FOR i IN 1 .. coalesce(array_length(file_ids, 1), 0) LOOP
         loaded_id := file_ids[i];
-        SELECT f.name, f.batches_total, f.dataset INTO found_file
+        SELECT f.name, f.batches_total, f.dataset, f.rows_total, f.seq INTO found_file
           FROM chute.files f WHERE f.file_id = loaded_id AND f.state = 'processing'
            FOR NO KEY UPDATE;
         IF NOT FOUND THEN
-            SELECT f.name INTO loaded_name
+            SELECT f.name, f.dataset, f.seq INTO loaded_name, file_dataset, file_seq
               FROM chute.files f WHERE f.file_id = loaded_id AND f.state = 'loaded';
             IF FOUND THEN
+                outcome := 'loaded';
                 RETURN NEXT;
             END IF;
             CONTINUE;
@@ -191,17 +207,64 @@ BEGIN
             END IF;
             CONTINUE;
         END IF;
+        rows_in_file := coalesce(rows_totals[i], found_file.rows_total);
+        -- max_rejected: a count ("100") or a share of the file's rows ("2%").
+        file_dataset := found_file.dataset;
+        file_seq := found_file.seq;
+        limit_text := reject_limits[array_position(limited_datasets, found_file.dataset)];
+        over := limit_text IS NOT NULL AND CASE
+            WHEN limit_text LIKE '%\%' THEN
+                counts.rejected * 100 > rtrim(limit_text, '%')::numeric * rows_in_file
+            ELSE counts.rejected > limit_text::bigint END;
+        IF over THEN
+            -- Failed with every row counted, none of them kept (the caller removes
+            -- them); its rejects stay readable. The ledger stays too, so that a batch
+            -- delivered again finds itself loaded; `chute retry` clears it.
+            UPDATE chute.files f SET state = 'failed', rows_loaded = counts.loaded,
+                   rows_rejected = counts.rejected, finished_at = now(),
+                   batches_total = total, rows_total = rows_in_file,
+                   error = format('%s of %s rows rejected, over max_rejected = %s; most '
+                                  'frequent: %s', counts.rejected, rows_in_file,
+                                  limit_text, chute.frequent_reasons(loaded_id))
+             WHERE f.file_id = loaded_id;
+            loaded_name := found_file.name;
+            outcome := 'failed_now';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
         UPDATE chute.files f SET state = 'loaded', rows_loaded = counts.loaded,
                rows_rejected = counts.rejected, rows_inserted = counts.inserted,
                rows_replaced = counts.replaced, rows_ignored = counts.ignored,
-               finished_at = now(), batches_total = total,
-               rows_total = coalesce(rows_totals[i], f.rows_total)
+               finished_at = now(), batches_total = total, rows_total = rows_in_file
          WHERE f.file_id = loaded_id;
         loaded_name := found_file.name;
+        outcome := 'loaded_now';
         RETURN NEXT;
     END LOOP;
 END
 $$;
+
+-- A file's three most frequent reject reasons, each with its count, the values quoted
+-- in them left out ("age: \"x\" is not a whole number" counts with every other age).
+CREATE OR REPLACE FUNCTION chute.frequent_reasons(id uuid) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(string_agg(format('%s (%s)', reason, n), '; '), 'none')
+      FROM (SELECT regexp_replace(r.reason, '"([^"\\]|\\.)*"…?', '"…"', 'g') AS reason,
+                   count(*) AS n
+              FROM chute.rejects r WHERE r.file_id = id
+             GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 3) AS top
+$$;
+
+-- mode = "snapshot": the newest snapshot merged so far, per dataset. A snapshot older
+-- than it that completes later is superseded whole: it changes nothing.
+CREATE TABLE IF NOT EXISTS chute.snapshots (
+    dataset text PRIMARY KEY,
+    seq     bigint NOT NULL
+);
+-- Staging tables (one per staged dataset, named as its table): a keyed dataset whose
+-- files merge only once complete (a snapshot, or a reject limit) keeps their rows here
+-- until then (chute/postgres/finishing.py).
+CREATE SCHEMA IF NOT EXISTS chute_stage;
 
 -- The transformer's claim of a group of files, in one round trip: for each file, in
 -- the order given (the caller sorts them by sha256, the order every transformer uses,

@@ -148,8 +148,39 @@ def apply(cur: Any, datasets: Datasets, reader: str) -> tuple[list[str], dict[st
         # Every start: the reader role reads every table (it may have been made later).
         cur.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
             sql.Identifier("public", p.dataset.table), sql.Identifier(reader)))
+        if p.dataset.staged:
+            ensure_stage(cur, p.dataset)
         record_declaration(cur, p.dataset)
     return done, refused
+
+
+def stage_table(dataset: Dataset) -> sql.Identifier:
+    """Where a staged dataset's rows wait for their file to complete (finishing.py)."""
+    return sql.Identifier("chute_stage", dataset.table)
+
+
+def ensure_stage(cur: Any, dataset: Dataset) -> None:
+    """The staging table of a staged dataset, shaped as its table: made LIKE it, and
+    given any column the table has gained since (rows come as the table's COPY
+    tuples). Rows waiting in it are kept."""
+    stage, table = stage_table(dataset), sql.Identifier("public", dataset.table)
+    cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {})").format(stage, table))
+    cur.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (file_seq)").format(
+        sql.Identifier(f"{dataset.table[:50]}_file_seq"), stage))
+    cur.execute("""SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+                   FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0
+                    AND NOT a.attisdropped AND a.attname NOT IN (
+                        SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass
+                           AND attnum > 0 AND NOT attisdropped)
+                   ORDER BY a.attnum""",
+                (f'public."{dataset.table}"', f'chute_stage."{dataset.table}"'))
+    for name, pg_type in cur.fetchall():
+        cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+            stage, sql.Identifier(name), sql.SQL(pg_type)))
+
+
+def drop_stage(cur: Any, dataset: Dataset) -> None:
+    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage_table(dataset)))
 
 
 def record_declaration(cur: Any, dataset: Dataset) -> None:

@@ -21,7 +21,7 @@ ROWS = Counter("chute_rows_total", "Rows handled here, by dataset and outcome (l
                "rejected)", ["dataset", "outcome"])
 KEYED_ROWS = Counter("chute_keyed_rows_total", "Loaded rows of keyed datasets, by dataset "
                      "and outcome (inserted, replaced, ignored as older than the version "
-                     "loaded)", ["dataset", "outcome"])
+                     "loaded; deleted: removed by a snapshot)", ["dataset", "outcome"])
 BATCHES = Counter("chute_batches_total", "Batch messages handled, by outcome "
                   "(published, loaded, skipped as already loaded, failed)", ["outcome"])
 REDELIVERIES = Counter("chute_redeliveries_total",

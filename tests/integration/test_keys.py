@@ -139,7 +139,7 @@ def apply(conn: db.Connection, datasets: Datasets, message: RowBatch | FileDone)
     if isinstance(message, RowBatch):
         db.load_batch(conn, datasets["stock"], message)
     else:
-        db.record_done(conn, message, {"stock"})
+        db.record_done(conn, message, [datasets["stock"]])
 
 
 # --- the merge, by hand ----------------------------------------------------------------
