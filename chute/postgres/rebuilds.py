@@ -183,7 +183,7 @@ def load_file(cur: Any, rebuild: Rebuild, file: ArchivedFile,
             if limit is not None and limit.exceeded(rejected, message.rows_total):
                 # As the pipeline would: the file fails, and none of its rows count.
                 cur.execute("ROLLBACK TO SAVEPOINT load_file")
-                skip_file(cur, rebuild, file, f"{rejected} of {message.rows_total} rows "
+                skip_file(cur, rebuild, file, f"{rejected:,} of {message.rows_total:,} rows "
                           f"rejected, over max_rejected = {limit.declared}", "failed")
                 return message
             if target.mode == "snapshot":  # files come in arrival order: the newest yet

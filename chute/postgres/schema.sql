@@ -224,7 +224,8 @@ BEGIN
                    rows_rejected = counts.rejected, finished_at = now(),
                    batches_total = total, rows_total = rows_in_file,
                    error = format('%s of %s rows rejected, over max_rejected = %s; most '
-                                  'frequent: %s', counts.rejected, rows_in_file,
+                                  'frequent: %s', to_char(counts.rejected, 'FM999,999,999,999,990'),
+                                  to_char(rows_in_file, 'FM999,999,999,999,990'),
                                   limit_text, chute.frequent_reasons(loaded_id))
              WHERE f.file_id = loaded_id;
             loaded_name := found_file.name;
@@ -248,7 +249,8 @@ $$;
 -- in them left out ("age: \"x\" is not a whole number" counts with every other age).
 CREATE OR REPLACE FUNCTION chute.frequent_reasons(id uuid) RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT coalesce(string_agg(format('%s (%s)', reason, n), '; '), 'none')
+    SELECT coalesce(string_agg(format('%s (%s)', reason, to_char(n, 'FM999,999,999,990')),
+                               '; '), 'none')
       FROM (SELECT regexp_replace(r.reason, '"([^"\\]|\\.)*"…?', '"…"', 'g') AS reason,
                    count(*) AS n
               FROM chute.rejects r WHERE r.file_id = id

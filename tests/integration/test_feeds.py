@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ SNAPSHOT = DECLARATION.replace('key     = ["sku", "site"]', 'key     = ["sku", "
                                'mode    = "snapshot"')
 LIMITED = DECLARATION.replace('key     = ["sku", "site"]', 'key     = ["sku", "site"]\n'
                               'max_rejected = "10%"')
+CHUTE = str(Path(sys.executable).parent / "chute")
 PLAIN_LIMITED = DECLARATION.replace('key     = ["sku", "site"]\n', "max_rejected = 3\n")
 
 
@@ -242,7 +245,7 @@ def test_a_loader_killed_while_a_file_over_its_limit_is_taken_out_loads_none_of_
     broken = environment.wait_final("stock/broken.csv", 180)
 
     assert broken["state"] == "failed"
-    assert broken["error"] == ('4 of 150000 rows rejected, over max_rejected = 3; most '
+    assert broken["error"] == ('4 of 150,000 rows rejected, over max_rejected = 3; most '
                                'frequent: qty: "…" is not a whole number (4)')
     assert environment.sql("SELECT count(*) FROM stock") == [(10,)]
     rejects = environment.get(f"/files/{broken['file_id']}/rejects").json()["items"]
@@ -274,3 +277,29 @@ def test_small_files_loaded_together_fail_alone_over_their_limit(
     assert environment.sql("SELECT state, rows_loaded, rows_rejected FROM chute.files "
                            "ORDER BY seq") == [("loaded", 2, 0), ("failed", 0, 4)]
     assert environment.sql("SELECT sku FROM stock ORDER BY sku") == [(1,), (2,)]
+
+
+def test_a_file_over_its_limit_retried_under_a_higher_limit_loads_whole(
+        environment: Environment, services: Services, tmp_path: Path) -> None:
+    path, _datasets = declared(tmp_path, PLAIN_LIMITED)
+    start(services, path)
+    rows = b"".join(b"%d,A,%s,x\n" % (n, b"many" if n % 10 == 0 else b"%d" % n)
+                    for n in range(50))
+    environment.drop("stock/broken.csv", b"sku,site,qty,x\n" + rows)
+    broken = environment.wait_final("stock/broken.csv", 60)
+    assert (broken["state"], broken["rows_rejected"]) == ("failed", 5)
+    services.stop_all()
+
+    raised = tmp_path / "raised.toml"
+    raised.write_text(PLAIN_LIMITED.replace("max_rejected = 3", "max_rejected = 5"))
+    start(services, raised)
+    retried = subprocess.run([CHUTE, "retry", broken["file_id"]], capture_output=True,
+                             text=True, timeout=60,
+                             env={**environment.env, "CHUTE_DATASETS": str(raised)})
+    assert retried.returncode == 0, retried.stderr
+    wait_until(lambda: environment.file_state("stock/broken.csv")["state"] == "loaded", 60,
+               what="the retried file to load")
+    again = environment.file_state("stock/broken.csv")
+    assert (again["rows_loaded"], again["rows_rejected"], again["error"]) == (45, 5, None)
+    assert environment.sql("SELECT count(*) FROM stock") == [(45,)]
+    assert len(environment.get(f"/files/{broken['file_id']}/rejects").json()["items"]) == 5
