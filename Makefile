@@ -56,11 +56,13 @@ lint: install
 # floors, pgloader for at most 2 minutes each): prints tables, writes bench/results/latest.json.
 # Then bursts of 1,000 and 10,000 small files (about 5 minutes): bench/results/burst.json.
 # Then a rebuild of 1M people and 1M wide rows after a type change (about 3 minutes):
-# bench/results/rebuild.json.
+# bench/results/rebuild.json. Then the 1M people file plain, gzip and zstd (about 2 minutes):
+# bench/results/feeds.json.
 bench: install
 	$(BIN)/python -m bench.run --sizes 1000000,5000000
 	$(BIN)/python -m bench.burst --bursts 1000,10000 --workers 1+2,2+3
 	$(BIN)/python -m bench.rebuild --rows 1000000
+	$(BIN)/python -m bench.feeds --rows 1000000
 
 # build/chute-lambda.zip: chute and its dependencies for AWS Lambda (Linux x86_64).
 aws-package: install

@@ -1,0 +1,114 @@
+"""Compressed files measured: the 1M-row people file plain, gzip'd and zstd'd, each
+dropped alone on a fresh stack (so each worker's peak RSS is its own), drop -> loaded,
+beside the floors measured in the same run: PostgreSQL's own COPY of the same rows into
+the same table (bench/floors.py) and the decompression alone, by the same libraries.
+
+    .venv/bin/python -m bench.feeds --rows 1000000
+
+The files are compressed as suppliers do, with the command-line tools at their default
+levels (gzip -6, zstd -3). Writes bench/results/feeds.json and prints a table for
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import proc
+from bench.floors import floors
+from bench.generate import generate
+from bench.stack import Stack
+from chute.datasets.declarations import load
+from chute.reading.streams import DEFAULT_LIMITS, READ_SIZE, text_stream
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COMPRESS = {"gzip": ["gzip", "-6", "-c"], "zstd": ["zstd", "-3", "-c", "-q"]}
+SUFFIX = {"plain": "", "gzip": ".gz", "zstd": ".zst"}
+
+
+def decompress_seconds(path: Path) -> float:
+    """The text of a compressed file read once, as the transformer's streams read it."""
+    started = time.perf_counter()
+    with path.open("rb") as raw:
+        text = text_stream(raw, DEFAULT_LIMITS)
+        while text.read(READ_SIZE):
+            pass
+    return time.perf_counter() - started
+
+
+def measure(root: Path, rows: int, batch_size: int) -> dict[str, Any]:
+    files = root / "files"
+    shutil.rmtree(files, ignore_errors=True)
+    files.mkdir(parents=True)
+    plain = generate(files / "people.csv", rows, 7).path
+    paths = {"plain": plain}
+    for codec, command in COMPRESS.items():
+        target = files / f"people.csv{SUFFIX[codec]}"
+        with target.open("wb") as out:
+            subprocess.run([*command, str(plain)], stdout=out, check=True)
+        paths[codec] = target
+    result: dict[str, Any] = {"rows": rows, "batch_size": batch_size, "machine": proc.machine(),
+                              "files": {}}
+    for kind, path in paths.items():
+        with Stack(root, batch_size) as stack:
+            arrival = stack.drop(path, path.name)
+            stack.watch([arrival], timeout=600 + rows / 1000, interval=0.02)
+            if arrival.state != "loaded":
+                raise SystemExit(f"{path.name} ended {arrival.state}")
+            peaks = {}
+            for name, process in stack.services.processes:
+                peak = proc.peak_rss_mb(process.pid)
+                if peak is not None:
+                    peaks[name] = max(peaks.get(name, 0.0), round(peak, 1))
+            entry: dict[str, Any] = {"bytes": path.stat().st_size,
+                                     "loaded_s": round(arrival.loaded_s or 0.0, 2),
+                                     "peak_rss_mb": peaks}
+            if kind != "plain":
+                entry["decompress_s"] = round(decompress_seconds(path), 2)
+            if kind == "plain":
+                floor = floors(stack.environment.database_url, load(None)["people"], 2,
+                               batch_size, stack.root)["schema"]
+                result["copy_floor_s"] = round(floor["seconds"], 2)
+            result["files"][kind] = entry
+    base = result["files"]["plain"]["loaded_s"]
+    for entry in result["files"].values():
+        entry["over_plain"] = round(entry["loaded_s"] / base, 2)
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [f"| {result['rows']:,} rows | size | drop -> loaded | / plain | decompress alone "
+             "| peak RSS transformer / loader |", "|---|---|---|---|---|---|"]
+    for kind, d in result["files"].items():
+        rss = d["peak_rss_mb"]
+        alone = f"{d['decompress_s']:.2f} s" if "decompress_s" in d else "-"
+        lines.append(f"| {kind} | {d['bytes'] / 1e6:.1f} MB | {d['loaded_s']:.2f} s | "
+                     f"{d['over_plain']:.2f}x | {alone} | "
+                     f"{rss.get('transformer', 0):.0f} / {rss.get('loader', 0):.0f} MiB |")
+    lines.append(f"\nPostgreSQL's own COPY of the same rows into the same table (floor): "
+                 f"{result['copy_floor_s']:.2f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/chute-bench-feeds"))
+    args = parser.parse_args(argv)
+    result = measure(args.work, args.rows, args.batch_size)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "feeds.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
