@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import pyarrow as pa
 import requests
 
 from conftest import SAMPLE
@@ -55,6 +56,21 @@ def test_rejects_lists_the_rows_a_file_did_not_load(environment: Environment,
     assert re.search(r"3\s.*fullname: is empty\s.*,40,Paris", result.stdout)
     assert re.search(r'4\s.*age: "abc" is not a whole number\s.*Alan Turing,abc,Wilmslow',
                      result.stdout)
+
+
+def test_ingest_sends_a_compressed_file_and_rejects_name_its_decompressed_lines(
+        environment: Environment, stack: Services, tmp_path) -> None:  # noqa: ANN001
+    source = tmp_path / "bad rows.csv.zst"
+    out = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(out, "zstd") as stream:
+        stream.write(BAD_ROWS)
+    source.write_bytes(out.getvalue().to_pybytes())
+    ingest = chute(environment, "ingest", str(source), "--follow")
+    assert ingest.returncode == 0, ingest.stderr
+    assert "bad rows.csv.zst: loaded, 1 rows loaded, 2 rejected" in ingest.stdout
+    file_id = environment.file_state("bad rows.csv.zst")["file_id"]
+    result = chute(environment, "rejects", file_id)
+    assert re.search(r"3\s.*fullname: is empty\s.*,40,Paris", result.stdout)
 
 
 def test_retry_sends_a_quarantined_file_round_again(environment: Environment,
