@@ -72,6 +72,16 @@ SCHEMAS: dict[str, Any] = {
                                    "older than the version of their key already loaded "
                                    "(or than a later line of the file), so left out. Not "
                                    "rejects."}),
+        "archive_id": _nullable({"type": "string", "format": "uuid", "description":
+                                 "The zip archive this file is a member of, if any."}),
+        "entries": _nullable({"type": "array", "description": "A zip archive's entries: "
+                              "each member (its file_id and state) or why it was skipped "
+                              "(a folder, not a CSV file ...). Null for any other file.",
+                              "items": _obj({
+                                  "entry": {"type": "string"},
+                                  "file_id": _nullable({"type": "string", "format": "uuid"}),
+                                  "state": _nullable({"type": "string"}),
+                                  "skipped": _nullable({"type": "string"})})}),
         "rows_deleted": _nullable({**COUNT, "description": "Snapshot datasets (mode = "
                                    "\"snapshot\"): rows this file removed, those whose keys "
                                    "it does not hold. Null for a dataset of another mode."}),

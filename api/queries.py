@@ -38,7 +38,14 @@ FILE_COLUMNS = """
     coalesce(f.rows_inserted, b.rows_inserted) AS rows_inserted,
     coalesce(f.rows_replaced, b.rows_replaced) AS rows_replaced,
     coalesce(f.rows_ignored, b.rows_ignored) AS rows_ignored, f.rows_deleted,
-    f.error, f.move_error, f.received_at, f.finished_at
+    f.error, f.move_error, f.received_at, f.finished_at,
+    (SELECT e.archive_id::text FROM chute.archive_entries e WHERE e.member_id = f.file_id
+      LIMIT 1) AS archive_id,
+    (SELECT json_agg(json_build_object('entry', e.entry, 'file_id', e.member_id,
+                                       'state', m.state, 'skipped', e.skipped)
+                     ORDER BY e.entry)
+       FROM chute.archive_entries e LEFT JOIN chute.files m ON m.file_id = e.member_id
+      WHERE e.archive_id = f.file_id) AS entries
 """
 
 # Files still processing have no final counts yet: show the ledger's running totals.

@@ -8,6 +8,7 @@ same declarations by api/openapi.py.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -340,4 +341,6 @@ def _file(row: asyncpg.Record) -> dict[str, Any]:
     for key in ("received_at", "finished_at"):
         if item[key] is not None:
             item[key] = item[key].isoformat()
+    if item["entries"] is not None:  # a zip archive's (asyncpg gives json as text)
+        item["entries"] = json.loads(item["entries"])
     return item

@@ -8,6 +8,7 @@ assets from elsewhere.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -116,12 +117,29 @@ def _row(f: Any) -> str:
                if rejected else "")
     error = f'<div class="error">{escape(f["error"])}</div>' if f["error"] else ""
     return (
-        f"<tr><td>{escape(f['name'])}{error}</td><td>{escape(f['dataset'] or '')}</td>"
+        f"<tr><td>{escape(f['name'])}{error}</td><td>{_dataset(f)}</td>"
         f'<td><span class="state {f["state"]}">{f["state"]}</span></td><td>{bar}</td>'
         f'<td class="n">{_n(loaded)}{_keyed(f)}</td><td class="n">{_n(rejected)}</td>'
         f'<td class="n">{_n(total)}</td><td>{_time(f["received_at"])}</td>'
         f"<td>{took}</td><td>{rejects}</td></tr>"
     )
+
+
+def _dataset(f: Any) -> str:
+    """The file's dataset; for a zip archive, what became of its entries."""
+    if f["entries"] is None:
+        return escape(f["dataset"] or "")
+    entries = json.loads(f["entries"])
+    states: dict[str, int] = {}
+    for entry in entries:
+        if entry["file_id"] is not None:
+            states[entry["state"]] = states.get(entry["state"], 0) + 1
+    members = sum(states.values())
+    told = ", ".join(f"{n:,} {state}" for state, n in sorted(states.items()))
+    skipped = len(entries) - members
+    return (f'<span class="keyed">zip archive: {members:,} members'
+            + (f" ({told})" if told else "")
+            + (f", {skipped:,} skipped" if skipped else "") + "</span>")
 
 
 def _keyed(f: Any) -> str:

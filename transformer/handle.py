@@ -28,6 +28,7 @@ from chute.runtime import metrics, placement
 from chute.runtime.config import Config
 from chute.runtime.folders import Folders, cannot_read
 from chute.runtime.service import Stop, give_up_or_retry
+from transformer.unpack import unpack
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ class FileHandler:
             log.info("file already handled", extra=context | {"state": state})
             return
         dataset = self.config.datasets.get(event.dataset)
-        if dataset is None:  # the watcher's datasets file declares it, ours does not
+        if dataset is None and not event.archive:  # declared in the watcher's file, not ours
             raise LookupError(f"dataset {event.dataset!r} is not declared in this "
                               f"transformer's datasets ({self.config.datasets.source})")
         path = self.config.data_dir / event.path
@@ -202,6 +203,11 @@ class FileHandler:
                 if problem is not None:
                     raise FileUnusable(problem)
                 raw.seek(0)
+                if event.archive:  # its members go round as arrivals of their own
+                    unpack(self.conn, self.config, self.folders, self.limits, event,
+                           self.closing)
+                    return
+                assert dataset is not None
                 done = self._publish_batches(raw, dataset, event, batch_size,
                                              already_loaded)
         except FileUnusable as e:

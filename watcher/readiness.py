@@ -26,10 +26,11 @@ SETTLE_SECONDS = 2.0
 
 
 def is_candidate(path: Path) -> bool:
-    """`*.csv` in any case, also compressed (`*.csv.gz`, `*.csv.zst` ...); hidden files and
-    partial-download names are left alone."""
+    """`*.csv` in any case, also compressed (`*.csv.gz`, `*.csv.zst` ...), and zip
+    archives (`*.zip`); hidden files and partial-download names are left alone."""
     name = path.name
-    return not name.startswith(".") and without_compression(name).lower().endswith(".csv")
+    plain = without_compression(name).lower()
+    return not name.startswith(".") and (plain.endswith(".csv") or name.lower().endswith(".zip"))
 
 
 def is_finished(path: Path, open_files: set[str] | None, just_created: bool = False) -> bool:

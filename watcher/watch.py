@@ -16,7 +16,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from chute.datasets.declarations import Dataset, Datasets
+from chute.datasets.declarations import Dataset, Datasets, is_zip_name
 from chute.errors import BrokerUnavailable, DatabaseUnavailable
 from chute.postgres import db
 from chute.rabbitmq.broker import FILES, Broker
@@ -212,13 +212,17 @@ class Inbox:
             except OSError as e:  # of the moment (a full disk): it stays, and is repaired
                 self.repairs_failing.failed(claimed.file_id, claimed.name, e)
                 continue
-            found.append((claimed, seen, self.datasets.for_path(claimed.name)))
+            # A zip archive has no dataset: the transformer takes it apart into members.
+            found.append((claimed, seen, None if is_zip_name(claimed.name)
+                          else self.datasets.for_path(claimed.name)))
         found, records = self._register(found)
         events = []
         for (claimed, seen, dataset), record in zip(found, records, strict=True):
             metrics.FILES_RECEIVED.labels(record.dataset or "none").inc()
+            archive = is_zip_name(claimed.name)
             reason = (seen.reason if isinstance(seen, Unread)
-                      else None if dataset is not None else self.datasets.no_match(claimed.name))
+                      else None if dataset is not None or archive
+                      else self.datasets.no_match(claimed.name))
             if record.state == "received" and reason is not None:
                 db.finish_file(self.conn, record.file_id, "quarantined", reason)
                 placement.quarantine(self.conn, self.folders, record.file_id, record.name,
@@ -228,7 +232,7 @@ class Inbox:
                     "file_id": record.file_id, "file_name": record.name,
                     "dataset": record.dataset, "reason": reason})
                 continue
-            if record.state != "received" or dataset is None:
+            if record.state != "received" or (dataset is None and not archive):
                 continue  # announced before as something else: repair() finishes it
             # The event says what was registered (a file announced again after a crash
             # keeps its first record): the transformer checks the bytes against it.
@@ -236,7 +240,8 @@ class Inbox:
             events.append((FileArrived(file_id=record.file_id, seq=record.seq,
                                        name=record.name, path=record.path,
                                        sha256=record.sha256, size=record.size_bytes,
-                                       dataset=dataset.name), record))
+                                       dataset=dataset.name if dataset else "",
+                                       archive=archive), record))
         self.broker.publish_many([(FILES, *event.encode()) for event, _record in events])
         seconds = time.monotonic() - started
         for event, record in events:

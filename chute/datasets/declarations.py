@@ -186,6 +186,11 @@ def without_compression(path: str) -> str:
     return path[:len(path) - len(suffix)]
 
 
+def is_zip_name(name: str) -> bool:
+    """A zip archive, by its name: taken apart into members, each matched on its own."""
+    return name.lower().endswith(".zip")
+
+
 @dataclass(frozen=True)
 class Datasets:
     """Every dataset, in matching order; the source file, if any."""

@@ -12,12 +12,16 @@ from __future__ import annotations
 import csv
 import json
 import re
+import zipfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from chute.datasets.declarations import LINEAGE, without_compression
 from chute.datasets.types import FAMILIES, Invalid, column_type, make_rules, parse
 from chute.errors import FileUnusable
+from chute.reading.archives import entries
 from chute.reading.cleaning import clean_text
 from chute.reading.csvstream import Record, read_records
 from chute.reading.streams import DEFAULT_LIMITS, text_stream
@@ -30,24 +34,27 @@ DELIMITERS = ",;\t|"
 def infer(path: Path, sample_rows: int = SAMPLE_ROWS) -> str:
     """The declaration, as TOML text; raises ValueError when the file has no header, or
     is compressed and cannot be read. A compressed file is read as its text."""
+    source = _first_member(path) if zipfile.is_zipfile(path) else None
     try:
-        with path.open("rb") as f:
-            head = text_stream(f, DEFAULT_LIMITS).read(1 << 16)
+        with _opened(path, source) as f:
+            head = f.read(1 << 16)
         delimiter = _delimiter(head)
-        with path.open("rb") as f:
-            records = read_records(text_stream(f, DEFAULT_LIMITS), delimiter=delimiter)
+        with _opened(path, source) as f:
+            records = read_records(f, delimiter=delimiter)
             header = next(records, None)
             if header is None or not header.fields:
                 raise ValueError(f"{path}: no header to read column names from")
             rows = [r.fields for r in _first(records, sample_rows) if r.fields is not None]
     except FileUnusable as e:
         raise ValueError(f"{path}: {e}") from None
+    # A zip archive's first CSV member is named as its arrival would be.
+    shown = path.name if source is None else f"{path.name}/{source}"
     names = column_names(header.fields)
     nulls = sorted({(row[i] or "").strip() for row in rows for i in range(len(row))}
                    & set(NULL_MARKERS))
     dataset = _dataset_name(path)
     lines = [
-        f"# Guessed by `chute infer` from {path.name} ({len(rows):,} rows read): check",
+        f"# Guessed by `chute infer` from {shown} ({len(rows):,} rows read): check",
         "# the types, mark the columns to filter on, and save it as chute.toml (or point",
         "# CHUTE_DATASETS at it). Files in inbox/" + dataset + "/ then load as this dataset.",
         f"[datasets.{dataset}]",
@@ -68,6 +75,25 @@ def infer(path: Path, sample_rows: int = SAMPLE_ROWS) -> str:
             spec.append("required = true")
         lines.append(f"{name} = {{ {', '.join(spec)} }}")
     return "\n".join(lines) + "\n"
+
+
+def _first_member(path: Path) -> str:
+    with zipfile.ZipFile(path) as archive:
+        for entry in entries(archive, path.name, lambda _name: False):
+            if entry.member:
+                return entry.name
+    raise ValueError(f"{path}: a zip archive without a CSV file")
+
+
+@contextmanager
+def _opened(path: Path, member: str | None) -> Iterator[BinaryIO]:
+    """The file's text (decompressed), or that of a zip archive's member."""
+    with path.open("rb") as f:
+        if member is None:
+            yield text_stream(f, DEFAULT_LIMITS)
+            return
+        with zipfile.ZipFile(f) as archive, archive.open(member) as opened:
+            yield text_stream(opened, DEFAULT_LIMITS)  # type: ignore[arg-type]
 
 
 def column_names(header: list[str]) -> list[str]:

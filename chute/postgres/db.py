@@ -253,6 +253,17 @@ def register_files(conn: Connection,
     return records
 
 
+def record_entries(conn: Connection, archive_id: str,
+                   entries: list[tuple[str, str | None, str | None]]) -> None:
+    """A zip archive's entries (name, member file id or None, why skipped or None), once:
+    an archive taken apart again after a crash records the same."""
+    with transaction(conn) as cur:
+        cur.executemany(
+            "INSERT INTO chute.archive_entries (archive_id, entry, member_id, skipped) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [(archive_id, *entry) for entry in entries])
+
+
 def get_file(conn: Connection, file_id: str) -> FileRecord | None:
     with transaction(conn) as cur:
         cur.execute(
@@ -356,7 +367,8 @@ def hold_files(conn: Connection, file_ids: list[str], why: str) -> None:
 
 
 def finish_file(conn: Connection, file_id: str, state: str, error: str | None) -> None:
-    """Give a file a final state that has no rows: quarantined or failed."""
+    """Give a file a final state that has no rows: quarantined or failed, or loaded for a
+    zip archive taken apart into its members."""
     with transaction(conn) as cur:
         cur.execute(
             """UPDATE chute.files SET state = %s, error = %s, finished_at = now()

@@ -263,6 +263,17 @@ CREATE TABLE IF NOT EXISTS chute.snapshots (
     dataset text PRIMARY KEY,
     seq     bigint NOT NULL
 );
+-- A zip archive's record (docs/datasets.md#zip-archives): each of its entries, with the
+-- member arrival it became or why it was skipped. The archive itself is an arrival
+-- without a dataset; each member an arrival of its own, named ARCHIVE.zip/ENTRY.
+CREATE TABLE IF NOT EXISTS chute.archive_entries (
+    archive_id uuid NOT NULL REFERENCES chute.files ON DELETE CASCADE,
+    entry      text NOT NULL,
+    member_id  uuid,      -- its arrival in chute.files, for a member
+    skipped    text,      -- else why it was left out
+    PRIMARY KEY (archive_id, entry)
+);
+CREATE INDEX IF NOT EXISTS archive_entries_member ON chute.archive_entries (member_id);
 -- Staging tables (one per staged dataset, named as its table): a keyed dataset whose
 -- files merge only once complete (a snapshot, or a reject limit) keeps their rows here
 -- until then (chute/postgres/finishing.py).

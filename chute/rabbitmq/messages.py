@@ -56,6 +56,7 @@ class FileArrived(_JsonMessage):
     sha256: str  # as registered (chute.files): the bytes the transformer must find
     size: int  # as registered, in bytes
     dataset: str  # its rows' dataset, chosen by the watcher from the path
+    archive: bool = False  # a zip archive, to take apart into members (dataset "")
 
 
 @dataclass(frozen=True)

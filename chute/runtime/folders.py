@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from chute.datasets.declarations import is_zip_name
 from chute.errors import DataFolderUnusable
 
 NAME_BYTES_MAX = 200  # room for ".{id8}" and ".reason.txt" within 255 bytes
@@ -40,6 +41,15 @@ def claim_name(name: str) -> str:
     suffix = f".{ext}" if dot and len(ext) <= 16 else ""
     room = NAME_BYTES_MAX - len(suffix.encode())
     return name[: len(name) - len(suffix)].encode()[:room].decode("utf-8", "ignore") + suffix
+
+
+def stored_name(name: str) -> str:
+    """A file's path in archive/ or quarantine/: its name, but a zip archive's is a
+    folder of its name holding it, beside the members taken from it
+    (bundle.zip/bundle.zip, bundle.zip/more/carshare.csv)."""
+    if is_zip_name(name):
+        return f"{name}/{name.rpartition('/')[2]}"
+    return name
 
 
 def claim_path(relative: Path) -> str:
@@ -141,9 +151,10 @@ class Folders:
 
     def free_name(self, file_id: str, name: str, target: Path) -> Path:
         """Where a claimed file would go in `target` (archive/ or quarantine/): its own
-        name, or, if another file has that, its name with the file id in it. Free now;
-        the move itself (rename_noreplace) is what makes sure it still is."""
-        folder, _, base = name.rpartition("/")
+        name (see stored_name), or, if another file has that, its name with the file id
+        in it. Free now; the move itself (rename_noreplace) is what makes sure it still
+        is."""
+        folder, _, base = stored_name(name).rpartition("/")
         stem, dot, ext = base.rpartition(".")
         for tag in (file_id[:8], file_id):
             candidates = (base, f"{stem}.{tag}.{ext}" if dot else f"{base}.{tag}")
@@ -157,7 +168,7 @@ class Folders:
         """A second name of the claimed file in `target`, left by a chute before 2026-12
         that moved files by hard link and stopped before removing the first name."""
         source = self.work_path(file_id, name)
-        folder, _, base = name.rpartition("/")
+        folder, _, base = stored_name(name).rpartition("/")
         stem, dot, ext = base.rpartition(".")
         tag = file_id[:8]
         for candidate in (base, f"{stem}.{tag}.{ext}" if dot else f"{base}.{tag}"):
