@@ -62,7 +62,7 @@ bench: install
 	$(BIN)/python -m bench.run --sizes 1000000,5000000
 	$(BIN)/python -m bench.burst --bursts 1000,10000 --workers 1+2,2+3
 	$(BIN)/python -m bench.rebuild --rows 1000000
-	$(BIN)/python -m bench.feeds --rows 1000000
+	$(BIN)/python -m bench.feeds --rows 1000000 --members 1000
 
 # build/chute-lambda.zip: chute and its dependencies for AWS Lambda (Linux x86_64).
 aws-package: install

@@ -2,8 +2,10 @@
 dropped alone on a fresh stack (so each worker's peak RSS is its own), drop -> loaded,
 beside the floors measured in the same run: PostgreSQL's own COPY of the same rows into
 the same table (bench/floors.py) and the decompression alone, by the same libraries.
+Then a zip of 1,000 small people files (100 rows) beside the same 1,000 files dropped
+one by one (bench/burst.py), in files per second, with the same workers.
 
-    .venv/bin/python -m bench.feeds --rows 1000000
+    .venv/bin/python -m bench.feeds --rows 1000000 --members 1000
 
 The files are compressed as suppliers do, with the command-line tools at their default
 levels (gzip -6, zstd -3). Writes bench/results/feeds.json and prints a table for
@@ -18,13 +20,15 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
-from bench import proc
+from bench import burst, proc
 from bench.floors import floors
 from bench.generate import generate
-from bench.stack import Stack
+from bench.stack import FINAL, Stack
+from chute.commands.stack import REPLICAS
 from chute.datasets.declarations import load
 from chute.reading.streams import DEFAULT_LIMITS, READ_SIZE, text_stream
 
@@ -41,6 +45,36 @@ def decompress_seconds(path: Path) -> float:
         while text.read(READ_SIZE):
             pass
     return time.perf_counter() - started
+
+
+def zip_against_burst(root: Path, count: int, batch_size: int) -> dict[str, Any]:
+    """Files per second: one zip of `count` small files, then the same files one by one."""
+    files = burst.make_files(root / "small", count, 100)
+    archive = root / "small.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as out:
+        for made in files:
+            out.write(made.path, made.path.name)
+    workers = (REPLICAS["transformer"], REPLICAS["loader"])
+    dropped = burst.burst(root, files, batch_size, *workers, with_floor=False)
+    with Stack(root, batch_size, *workers) as stack:
+        arrival = stack.drop(archive, archive.name)
+        names = [f"{archive.name}/{made.path.name}" for made in files]
+        deadline = time.monotonic() + 120 + count / 5
+        while True:
+            states = stack.states(names)
+            if len(states) == count and all(state in FINAL for state in states.values()):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the zip's members not final: {len(states)} of {count}")
+            time.sleep(0.05)
+        seconds = time.time() - arrival.dropped_at
+        wrong = sorted(n for n, state in states.items() if state != "loaded")
+        if wrong:
+            raise SystemExit(f"{len(wrong)} members not loaded, as {wrong[0]}")
+    return {"members": count, "rows_each": 100, "workers": f"{workers[0]}+{workers[1]}",
+            "zip_bytes": archive.stat().st_size, "zip_s": round(seconds, 2),
+            "zip_files_per_s": round(count / seconds, 1),
+            "one_by_one_s": dropped["seconds"], "one_by_one_files_per_s": dropped["files_per_s"]}
 
 
 def measure(root: Path, rows: int, batch_size: int) -> dict[str, Any]:
@@ -94,6 +128,14 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{rss.get('transformer', 0):.0f} / {rss.get('loader', 0):.0f} MiB |")
     lines.append(f"\nPostgreSQL's own COPY of the same rows into the same table (floor): "
                  f"{result['copy_floor_s']:.2f} s")
+    z = result.get("zip")
+    if z:
+        lines += ["", f"| {z['members']:,} files of {z['rows_each']} rows | seconds | files/s |",
+                  "|---|---|---|",
+                  f"| one zip ({z['zip_bytes'] / 1e6:.1f} MB) | {z['zip_s']:.2f} s | "
+                  f"{z['zip_files_per_s']:.0f} |",
+                  f"| one by one | {z['one_by_one_s']:.2f} s | "
+                  f"{z['one_by_one_files_per_s']:.0f} |"]
     return "\n".join(lines)
 
 
@@ -101,9 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--members", type=int, default=1000,
+                        help="small files in the zip (and dropped one by one); 0: none")
     parser.add_argument("--work", type=Path, default=Path("/tmp/chute-bench-feeds"))
     args = parser.parse_args(argv)
     result = measure(args.work, args.rows, args.batch_size)
+    if args.members:
+        result["zip"] = zip_against_burst(args.work, args.members, args.batch_size)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "feeds.json").write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result))
