@@ -303,3 +303,25 @@ def test_a_file_over_its_limit_retried_under_a_higher_limit_loads_whole(
     assert (again["rows_loaded"], again["rows_rejected"], again["error"]) == (45, 5, None)
     assert environment.sql("SELECT count(*) FROM stock") == [(45,)]
     assert len(environment.get(f"/files/{broken['file_id']}/rejects").json()["items"]) == 5
+
+
+def test_a_snapshot_dataset_rebuilt_is_its_newest_snapshot(
+        environment: Environment, services: Services, tmp_path: Path) -> None:
+    path, _datasets = declared(tmp_path, SNAPSHOT)
+    start(services, path)
+    monday = csv_file([(n, "A", n) for n in range(10)], "monday")
+    tuesday = csv_file([(n, "A", n + 100) for n in range(0, 10, 2)], "tuesday")
+    for name, content in (("monday", monday), ("tuesday", tuesday)):
+        environment.drop(f"stock/{name}.csv", content)
+        assert environment.wait_final(f"stock/{name}.csv", 60)["state"] == "loaded"
+    services.stop_all()
+
+    retyped = tmp_path / "retyped.toml"
+    retyped.write_text(SNAPSHOT.replace('qty  = { type = "integer" }',
+                                        'qty  = { type = "bigint" }'))
+    done = subprocess.run([CHUTE, "rebuild", "stock"], capture_output=True, text=True,
+                          timeout=120, env={**environment.env, "CHUTE_DATASETS": str(retyped)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    seq = environment.sql("SELECT seq FROM chute.files WHERE name = 'stock/tuesday.csv'")[0][0]
+    assert table_now(environment) == reference([(seq, tuesday)])
+    assert environment.sql("SELECT seq FROM chute.snapshots") == [(seq,)]
