@@ -267,7 +267,7 @@ CREATE TABLE IF NOT EXISTS chute.snapshots (
 -- member arrival it became or why it was skipped. The archive itself is an arrival
 -- without a dataset; each member an arrival of its own, named ARCHIVE.zip/ENTRY.
 CREATE TABLE IF NOT EXISTS chute.archive_entries (
-    archive_id uuid NOT NULL REFERENCES chute.files ON DELETE CASCADE,
+    archive_id uuid NOT NULL,  -- no foreign key: chute.files stays truncatable
     entry      text NOT NULL,
     member_id  uuid,      -- its arrival in chute.files, for a member
     skipped    text,      -- else why it was left out
