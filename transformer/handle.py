@@ -205,7 +205,7 @@ class FileHandler:
                 raw.seek(0)
                 if event.archive:  # its members go round as arrivals of their own
                     unpack(self.conn, self.config, self.folders, self.limits, event,
-                           self.closing)
+                           self.broker.publish_many)
                     return
                 assert dataset is not None
                 done = self._publish_batches(raw, dataset, event, batch_size,

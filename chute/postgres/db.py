@@ -258,10 +258,10 @@ def record_entries(conn: Connection, archive_id: str,
     """A zip archive's entries (name, member file id or None, why skipped or None), once:
     an archive taken apart again after a crash records the same."""
     with transaction(conn) as cur:
-        cur.executemany(
-            "INSERT INTO chute.archive_entries (archive_id, entry, member_id, skipped) "
-            "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            [(archive_id, *entry) for entry in entries])
+        psycopg2.extras.execute_values(
+            cur, "INSERT INTO chute.archive_entries (archive_id, entry, member_id, skipped) "
+                 "VALUES %s ON CONFLICT DO NOTHING",
+            [(archive_id, *entry) for entry in entries], page_size=1000)
 
 
 def get_file(conn: Connection, file_id: str) -> FileRecord | None:
