@@ -47,8 +47,21 @@ def decompress_seconds(path: Path) -> float:
     return time.perf_counter() - started
 
 
-def zip_against_burst(root: Path, count: int, batch_size: int) -> dict[str, Any]:
-    """Files per second: one zip of `count` small files, then the same files one by one."""
+def zip_against_burst(root: Path, count: int, batch_size: int, rounds: int = 3
+                      ) -> dict[str, Any]:
+    """Files per second: the same `count` small files one by one, then in one zip, each
+    `rounds` times, interleaved; the medians."""
+    runs = [_zip_round(root, count, batch_size) for _round in range(rounds)]
+    middle = len(runs) // 2
+    zipped = sorted(runs, key=lambda r: r["zip_s"])[middle]
+    alone = sorted(runs, key=lambda r: r["one_by_one_s"])[middle]
+    return {**zipped, "one_by_one_s": alone["one_by_one_s"],
+            "one_by_one_files_per_s": alone["one_by_one_files_per_s"],
+            "zip_s_all": [r["zip_s"] for r in runs],
+            "one_by_one_s_all": [r["one_by_one_s"] for r in runs]}
+
+
+def _zip_round(root: Path, count: int, batch_size: int) -> dict[str, Any]:
     files = burst.make_files(root / "small", count, 100)
     archive = root / "small.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as out:
@@ -77,7 +90,7 @@ def zip_against_burst(root: Path, count: int, batch_size: int) -> dict[str, Any]
             "one_by_one_s": dropped["seconds"], "one_by_one_files_per_s": dropped["files_per_s"]}
 
 
-def measure(root: Path, rows: int, batch_size: int) -> dict[str, Any]:
+def measure(root: Path, rows: int, batch_size: int, rounds: int = 3) -> dict[str, Any]:
     files = root / "files"
     shutil.rmtree(files, ignore_errors=True)
     files.mkdir(parents=True)
@@ -88,33 +101,50 @@ def measure(root: Path, rows: int, batch_size: int) -> dict[str, Any]:
         with target.open("wb") as out:
             subprocess.run([*command, str(plain)], stdout=out, check=True)
         paths[codec] = target
-    result: dict[str, Any] = {"rows": rows, "batch_size": batch_size, "machine": proc.machine(),
-                              "files": {}}
-    for kind, path in paths.items():
-        with Stack(root, batch_size) as stack:
-            arrival = stack.drop(path, path.name)
-            stack.watch([arrival], timeout=600 + rows / 1000, interval=0.02)
-            if arrival.state != "loaded":
-                raise SystemExit(f"{path.name} ended {arrival.state}")
-            peaks = {}
-            for name, process in stack.services.processes:
-                peak = proc.peak_rss_mb(process.pid)
-                if peak is not None:
-                    peaks[name] = max(peaks.get(name, 0.0), round(peak, 1))
-            entry: dict[str, Any] = {"bytes": path.stat().st_size,
-                                     "loaded_s": round(arrival.loaded_s or 0.0, 2),
-                                     "peak_rss_mb": peaks}
-            if kind != "plain":
-                entry["decompress_s"] = round(decompress_seconds(path), 2)
-            if kind == "plain":
-                floor = floors(stack.environment.database_url, load(None)["people"], 2,
-                               batch_size, stack.root)["schema"]
-                result["copy_floor_s"] = round(floor["seconds"], 2)
-            result["files"][kind] = entry
+    result: dict[str, Any] = {"rows": rows, "batch_size": batch_size, "rounds": rounds,
+                              "machine": proc.machine(), "files": {}}
+    # Rounds interleave the kinds (plain, gzip, zstd, plain, ...): a machine that slows
+    # down for a while slows each kind alike. Each figure is the median of its rounds.
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in paths}
+    for _round in range(rounds):
+        for kind, path in paths.items():
+            runs[kind].append(_one(root, kind, path, rows, batch_size, result))
+    for kind, entries in runs.items():
+        entries.sort(key=lambda e: e["loaded_s"])
+        median = dict(entries[len(entries) // 2])
+        median["loaded_s_all"] = [e["loaded_s"] for e in entries]
+        result["files"][kind] = median
     base = result["files"]["plain"]["loaded_s"]
     for entry in result["files"].values():
         entry["over_plain"] = round(entry["loaded_s"] / base, 2)
     return result
+
+
+def _one(root: Path, kind: str, path: Path, rows: int, batch_size: int,
+         result: dict[str, Any]) -> dict[str, Any]:
+    """One drop of one file on a fresh stack; the COPY floor beside the plain file's."""
+    with Stack(root, batch_size) as stack:
+        arrival = stack.drop(path, path.name)
+        stack.watch([arrival], timeout=600 + rows / 1000, interval=0.02)
+        if arrival.state != "loaded":
+            raise SystemExit(f"{path.name} ended {arrival.state}")
+        peaks = {}
+        for name, process in stack.services.processes:
+            peak = proc.peak_rss_mb(process.pid)
+            if peak is not None:
+                peaks[name] = max(peaks.get(name, 0.0), round(peak, 1))
+        entry: dict[str, Any] = {"bytes": path.stat().st_size,
+                                 "loaded_s": round(arrival.loaded_s or 0.0, 2),
+                                 "peak_rss_mb": peaks}
+        if kind != "plain":
+            entry["decompress_s"] = round(decompress_seconds(path), 2)
+        if kind == "plain":
+            floor = floors(stack.environment.database_url, load(None)["people"], 2,
+                           batch_size, stack.root)["schema"]
+            result.setdefault("copy_floor_s_all", []).append(round(floor["seconds"], 2))
+            result["copy_floor_s"] = sorted(result["copy_floor_s_all"])[
+                len(result["copy_floor_s_all"]) // 2]
+    return entry
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -143,13 +173,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3, help="drops of each file")
     parser.add_argument("--members", type=int, default=1000,
                         help="small files in the zip (and dropped one by one); 0: none")
     parser.add_argument("--work", type=Path, default=Path("/tmp/chute-bench-feeds"))
     args = parser.parse_args(argv)
-    result = measure(args.work, args.rows, args.batch_size)
+    result = measure(args.work, args.rows, args.batch_size, args.rounds)
     if args.members:
-        result["zip"] = zip_against_burst(args.work, args.members, args.batch_size)
+        result["zip"] = zip_against_burst(args.work, args.members, args.batch_size,
+                                          args.rounds)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "feeds.json").write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result))
