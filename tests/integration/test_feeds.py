@@ -17,7 +17,16 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_keys import DECLARATION, apply, arrive, csv_file, declared, reference, table_now
+from test_keys import (
+    DECLARATION,
+    apply,
+    arrive,
+    csv_file,
+    declared,
+    prepare,
+    reference,
+    table_now,
+)
 
 from chute.datasets.declarations import Datasets
 from chute.errors import DatasetsError
@@ -35,11 +44,7 @@ PLAIN_LIMITED = DECLARATION.replace('key     = ["sku", "site"]\n', "max_rejected
 
 def database(environment: Environment, datasets: Datasets) -> None:
     db.ensure_database(environment.database_url)
-    conn = db.connect(environment.database_url)
-    try:
-        db.apply_schema(conn, datasets, f"{environment.database}_reader")
-    finally:
-        conn.close()
+    prepare(environment, datasets)  # start-up's part, as the keys tests do it
 
 
 def start_over(environment: Environment) -> None:
