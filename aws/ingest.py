@@ -88,7 +88,9 @@ def ingest_object(conn: db.Connection, objects: Objects, config: Config, ref: Ob
         log.info("file received", extra=context | {
             "bytes": size, "sha256": sha256, "dataset": record.dataset,
             "duration_ms": round((time.monotonic() - started) * 1000, 1)})
-    state, batch_size = db.begin_processing(conn, file_id, config.batch_size)
+    state, batch_size = db.begin_processing(
+        conn, file_id, config.batch_size,
+        [d.name for d in config.datasets if d.mode == "snapshot"])
     if state != "process":
         log.info("file already handled" if state != "duplicate" else "file is a duplicate",
                  extra=context | {"state": state})

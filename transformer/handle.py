@@ -40,6 +40,8 @@ class FileHandler:
         self.broker = broker
         self.folders = Folders(config.data_dir)
         self.limits = Limits.of(config)
+        # Their files are never duplicates: a state sent again is applied again.
+        self.snapshots = [d.name for d in config.datasets if d.mode == "snapshot"]
         self.pending: list[Delivery] = []  # received, not yet started
         # Claimed by _begin_all, not yet handled: (state, batch size, batches loaded).
         self.begun: dict[str, tuple[str, int, set[int]]] = {}
@@ -118,7 +120,7 @@ class FileHandler:
         try:
             return db.begin_processing_many(
                 self.conn, [(e.file_id, e.sha256) for e in events], self.config.batch_size,
-                self._declarations(events))
+                self._declarations(events), self.snapshots)
         except ConnectionError:
             raise
         except Exception:  # noqa: BLE001 - each file is tried alone, and fails alone
@@ -158,7 +160,7 @@ class FileHandler:
                    "dataset": event.dataset}
         begun = self.begun.pop(event.file_id, None) or db.begin_processing_many(
             self.conn, [(event.file_id, event.sha256)], self.config.batch_size,
-            self._declarations([event]))[event.file_id]
+            self._declarations([event]), self.snapshots)[event.file_id]
         state, batch_size, already_loaded = begun
         if state in ("duplicate", "loaded"):
             # Also repairs a move that a crash interrupted (moving is idempotent).

@@ -313,7 +313,8 @@ def set_move_error(conn: Connection, file_id: str, error: str | None) -> None:
 # --- the transformer ---------------------------------------------------------------
 
 
-def begin_processing(conn: Connection, file_id: str, batch_size: int) -> tuple[str, int]:
+def begin_processing(conn: Connection, file_id: str, batch_size: int,
+                     snapshots: Collection[str] = ()) -> tuple[str, int]:
     """Claim a file for transforming: ('process', batch size to use), ('duplicate', 0),
     or (its final state, 0) when there is nothing left to do.
 
@@ -321,12 +322,14 @@ def begin_processing(conn: Connection, file_id: str, batch_size: int) -> tuple[s
     batches are deterministic (the batch size is fixed at the first attempt) and the
     loader's ledger drops the ones already loaded.
     """
-    state, size, _loaded = begin_processing_many(conn, [(file_id, "")], batch_size)[file_id]
+    state, size, _loaded = begin_processing_many(conn, [(file_id, "")], batch_size,
+                                                 snapshots=snapshots)[file_id]
     return state, size
 
 
 def begin_processing_many(conn: Connection, files: list[tuple[str, str]], batch_size: int,
-                          declarations: dict[str, str] | None = None
+                          declarations: dict[str, str] | None = None,
+                          snapshots: Collection[str] = ()
                           ) -> dict[str, tuple[str, int, set[int]]]:
     """begin_processing for several files (file_id, sha256) in one transaction and one
     round trip (chute.claim_files, in schema.sql): {file_id: (state, batch size, batches
@@ -335,12 +338,14 @@ def begin_processing_many(conn: Connection, files: list[tuple[str, str]], batch_
 
     Files are claimed in sha256 order, the order every transformer uses, so two groups
     holding files of the same content cannot deadlock; a file whose content is also
-    earlier in the group is its duplicate, as it would be one transaction later.
+    earlier in the group is its duplicate, as it would be one transaction later. A file
+    of a dataset named in `snapshots` (mode = "snapshot") is never a duplicate.
     """
     ordered = [file_id for file_id, _sha256 in sorted(files, key=lambda f: (f[1], f[0]))]
     with transaction(conn) as cur:
         cur.execute("SELECT claimed_id::text, claim, claim_batch_size, loaded "
-                    "FROM chute.claim_files(%s::uuid[], %s)", (ordered, batch_size))
+                    "FROM chute.claim_files(%s::uuid[], %s, %s::text[])",
+                    (ordered, batch_size, list(snapshots)))
         claims = {file_id: (state, size, set(loaded))
                   for file_id, state, size, loaded in cur.fetchall()}
         typed = [(f, h) for f, h in (declarations or {}).items()

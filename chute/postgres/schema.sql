@@ -289,7 +289,10 @@ CREATE SCHEMA IF NOT EXISTS chute_stage;
 -- before the lock was granted, and the earlier files of the same group.
 -- Returns (file_id, state: process/duplicate/a final state/unknown, batch size, the
 -- batches already in the ledger, read only for a file handled before).
-CREATE OR REPLACE FUNCTION chute.claim_files(file_ids uuid[], new_batch_size integer)
+-- A file of a snapshot dataset (snapshot_datasets) is never a duplicate: the same state
+-- sent again (an empty feed, a value put back) must be applied again.
+CREATE OR REPLACE FUNCTION chute.claim_files(file_ids uuid[], new_batch_size integer,
+                                             snapshot_datasets text[])
 RETURNS TABLE (claimed_id uuid, claim text, claim_batch_size integer, loaded integer[])
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -300,7 +303,7 @@ BEGIN
         claimed_id := id;
         claim_batch_size := 0;
         loaded := ARRAY[]::integer[];
-        SELECT f.state, f.sha256, f.attempts INTO found_file
+        SELECT f.state, f.sha256, f.attempts, f.dataset INTO found_file
           FROM chute.files f WHERE f.file_id = id FOR NO KEY UPDATE;
         IF NOT FOUND THEN
             claim := 'unknown';
@@ -315,9 +318,10 @@ BEGIN
             UPDATE chute.files f SET state = 'processing', attempts = f.attempts + 1,
                    error = NULL, started_at = coalesce(f.started_at, now()),
                    batch_size = coalesce(f.batch_size, new_batch_size)
-             WHERE f.file_id = id AND NOT EXISTS (
+             WHERE f.file_id = id AND (found_file.dataset = ANY(snapshot_datasets)
+                   OR NOT EXISTS (
                    SELECT FROM chute.files o WHERE o.sha256 = found_file.sha256
-                      AND o.file_id <> id AND o.state IN ('processing', 'loaded'))
+                      AND o.file_id <> id AND o.state IN ('processing', 'loaded')))
             RETURNING f.batch_size INTO claim_batch_size;
             IF FOUND THEN
                 claim := 'process';

@@ -330,3 +330,24 @@ def test_a_snapshot_dataset_rebuilt_is_its_newest_snapshot(
     seq = environment.sql("SELECT seq FROM chute.files WHERE name = 'stock/tuesday.csv'")[0][0]
     assert table_now(environment) == reference([(seq, tuesday)])
     assert environment.sql("SELECT seq FROM chute.snapshots") == [(seq,)]
+
+
+def test_the_same_snapshot_sent_again_is_applied_again_not_a_duplicate(
+        environment: Environment, tmp_path: Path) -> None:
+    """An empty feed, then rows, then the empty feed again (the very same bytes): the
+    table ends empty. Were the third file a duplicate of the first, the rows would stay."""
+    _path, datasets = declared(tmp_path, SNAPSHOT)
+    database(environment, datasets)
+    conn = db.connect(environment.database_url)
+    try:
+        empty = csv_file([], "feed")
+        rows = csv_file([(1, "A", 1), (2, "A", 2)], "feed")
+        for content in (empty, rows, empty):
+            for message in arrive(conn, datasets, content, 10)[1]:
+                apply(conn, datasets, message)
+    finally:
+        conn.close()
+
+    assert table_now(environment) == {}
+    assert environment.sql("SELECT state, rows_deleted FROM chute.files ORDER BY seq") == [
+        ("loaded", 0), ("loaded", 0), ("loaded", 2)]

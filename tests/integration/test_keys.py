@@ -128,7 +128,8 @@ def arrive(conn: db.Connection, datasets: Datasets, content: bytes, batch_size: 
     sha256 = hashlib.sha256(content).hexdigest()
     record = db.register_file(conn, file_id, f"{file_id}.csv", f"work/{file_id}", sha256,
                               len(content), "stock")
-    state, size = db.begin_processing(conn, file_id, batch_size)
+    state, size = db.begin_processing(conn, file_id, batch_size,  # as the transformer
+                                      [d.name for d in datasets if d.mode == "snapshot"])
     assert state == "process"
     return record.seq, list(transform(io.BytesIO(content), datasets["stock"], file_id,
                                       record.seq, sha256, size))
