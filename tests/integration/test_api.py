@@ -261,9 +261,10 @@ def test_files_are_listed_newest_first_with_their_outcome(api: Environment) -> N
     assert set(alpha) == {"file_id", "name", "dataset", "sha256", "state", "rows_total",
                           "rows_loaded", "rows_rejected", "rows_inserted", "rows_replaced",
                           "rows_ignored", "rows_deleted", "error", "move_error", "received_at",
-                          "finished_at"}
+                          "finished_at", "archive_id", "entries"}
     assert (alpha["rows_inserted"], alpha["rows_replaced"], alpha["rows_ignored"],
             alpha["rows_deleted"]) == (None, None, None, None)  # people has no key
+    assert (alpha["archive_id"], alpha["entries"]) == (None, None)  # no zip archive
     assert alpha["dataset"] == "people"
     assert (alpha["rows_total"], alpha["rows_loaded"], alpha["rows_rejected"]) == (253, 250, 3)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00", alpha["received_at"])
