@@ -72,7 +72,6 @@ class HashingReader(io.RawIOBase):
         super().__init__()
         self.raw = raw
         self.digest = hashlib.sha256()
-        self.count = 0
 
     def readable(self) -> bool:
         return True
@@ -80,7 +79,6 @@ class HashingReader(io.RawIOBase):
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         count = self.raw.readinto(buffer)  # type: ignore[attr-defined]
         self.digest.update(memoryview(buffer)[:count])
-        self.count += count
         return count
 
 
