@@ -79,18 +79,22 @@ class Scanner:
     """
 
     def __init__(self, stream: BinaryIO, max_record_bytes: int = 1 << 20,
-                 delimiter: str = ",") -> None:
+                 delimiter: str = ",", first_line: int = 1, at_start: bool = True) -> None:
+        """A stream that starts further into a file, at a record boundary (a range of
+        chute.reading.ranges), says so with at_start=False and the line it starts at."""
         self._read = stream.read
         self._limit = max_record_bytes
         self._delimiter = delimiter
+        self._first_line = first_line
+        self._at_start = at_start
         self._columns: Layout | None = None
 
     def use_columns(self, layout: Layout) -> None:
         self._columns = layout
 
     def __iter__(self) -> Iterator[Record | Rows]:
-        data = start_of_stream(self._read, BLOCK)
-        line = 1  # physical line number of data's first byte
+        data = start_of_stream(self._read, BLOCK) if self._at_start else self._read(BLOCK)
+        line = self._first_line  # physical line number of data's first byte
         final = not data
         need_more = True
         while True:

@@ -135,12 +135,38 @@ def transform(
     the same whichever way (columnar or row by row) a row was read.
     """
     layout, records = open_records(stream, dataset, columnar, limits)
-    types = tuple(column.type for column in dataset.columns)
+    batches = _Batches(file_id, dataset.name, batch_size, max_batch_bytes)
+    yield from _cut(records, layout, file_seq, sha256, batches)
+    if batches.row_count or batches.rejects:
+        yield batches.cut()
+    yield FileDone(file_id=file_id, batches=batches.batch_no, rows_total=batches.records)
+
+
+def transform_range(stream: BinaryIO, layout: Layout, file_id: str, file_seq: int,
+                    sha256: str, batch_size: int, first_line: int, first_batch: int,
+                    max_batch_bytes: int = MAX_BATCH_BYTES) -> tuple[list[RowBatch], int]:
+    """The batches of one range of a file (chute.reading.ranges): `stream` holds its
+    bytes alone, from a record boundary at `first_line`; they are numbered from
+    `first_batch`, and are the very batches `transform` cuts there. Returns them with the
+    number of records read, which the caller checks against the plan."""
+    scanner = Scanner(stream, delimiter=layout.dataset.delimiter,  # type: ignore[arg-type]
+                      first_line=first_line, at_start=False)
+    scanner.use_columns(layout)
+    batches = _Batches(file_id, layout.dataset.name, batch_size, max_batch_bytes, first_batch)
+    cut = list(_cut(iter(scanner), layout, file_seq, sha256, batches))
+    if batches.row_count or batches.rejects:
+        cut.append(batches.cut())
+    return cut, batches.records
+
+
+def _cut(records: Iterator[Record | Rows], layout: Layout, file_seq: int, sha256: str,
+         batches: _Batches) -> Iterator[RowBatch]:
+    """Clean, encode and batch records; the batch being filled is left in `batches`."""
+    types = tuple(column.type for column in layout.dataset.columns)
     high = id_high(sha256)
     id_start = high.to_bytes(8, "big")
     escape = _COPY_ESCAPES
-    batches = _Batches(file_id, dataset.name, batch_size, max_batch_bytes)
-    total = 0
+    file_id = batches.file_id
     block, tuples = None, None  # the latest block of columnar rows, encoded once
 
     for record in records:
@@ -148,11 +174,11 @@ def transform(
             if record.block is not block:
                 block = record.block
                 tuples = _Tuples(*row_tuples(block, types, high, file_seq))
-            total += len(record)
+            batches.records += len(record)
             yield from batches.add_rows(tuples, record.start, record.stop)
             continue
         assert isinstance(record, Record)
-        total += 1
+        batches.records += 1
         line = record.line
         result = record.error or clean_row(record.fields or [], layout)
         if type(result) is str:
@@ -167,9 +193,6 @@ def transform(
         batches.size += len(text)
         if batches.full():
             yield batches.cut()
-    if batches.row_count or batches.rejects:
-        yield batches.cut()
-    yield FileDone(file_id=file_id, batches=batches.batch_no, rows_total=total)
 
 
 class _Transcoded:
@@ -195,12 +218,14 @@ class _Transcoded:
 class _Batches:
     """The batch being filled, and where to cut it (see transform)."""
 
-    def __init__(self, file_id: str, dataset: str, batch_size: int, max_bytes: int) -> None:
+    def __init__(self, file_id: str, dataset: str, batch_size: int, max_bytes: int,
+                 batch_no: int = 0) -> None:
         self.file_id = file_id
         self.dataset = dataset
         self.batch_size = batch_size
         self.max_bytes = max_bytes
-        self.batch_no = 0
+        self.batch_no = batch_no
+        self.records = 0  # records read, rejects included
         self.rows: list[bytes] = []  # COPY tuples of rows, in pieces
         self.row_count = 0
         self.rejects: list[bytes] = []  # COPY text of rejects, a line each
