@@ -4,9 +4,10 @@ import logging
 from collections.abc import Callable
 
 from chute.postgres import db
-from chute.rabbitmq.broker import FILES, Broker
+from chute.rabbitmq.broker import FILES, RANGES, Broker
 from chute.runtime.service import run_consumer, start
 from transformer.handle import FileHandler
+from transformer.ranges import RangeHandler
 
 log = logging.getLogger("transformer")
 
@@ -22,9 +23,17 @@ def main() -> None:
 
     def subscribe(conn: db.Connection, broker: Broker) -> Callable[[], None]:
         handler = FileHandler(config, conn, broker, stop)
+        ranges = RangeHandler(config, conn, broker)
         broker.consume(FILES, PREFETCH, handler.on_file_arrived)
-        log.info("consuming", extra={"queues": [FILES], "prefetch": PREFETCH})
-        return handler.handle_pending
+        # One range at a time: the others stay for the other transformers.
+        broker.consume(RANGES, 1, ranges.on_range)
+        log.info("consuming", extra={"queues": [FILES, RANGES], "prefetch": PREFETCH})
+
+        def after_poll() -> None:
+            handler.handle_pending()
+            ranges.handle_pending()
+
+        return after_poll
 
     run_consumer(config, stop, subscribe)
 

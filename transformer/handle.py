@@ -28,6 +28,7 @@ from chute.runtime import metrics, placement
 from chute.runtime.config import Config
 from chute.runtime.folders import Folders, cannot_read
 from chute.runtime.service import Stop, give_up_or_retry
+from transformer.ranges import plan_file
 from transformer.unpack import unpack
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,10 @@ class FileHandler:
                            self.broker.publish_many)
                     return
                 assert dataset is not None
+                tasks = plan_file(self.conn, self.config, raw, event, dataset, batch_size)
+                if tasks is not None:  # its ranges go to every transformer
+                    self.closing.extend(tasks)
+                    return
                 done = self._publish_batches(raw, dataset, event, batch_size,
                                              already_loaded)
         except FileUnusable as e:

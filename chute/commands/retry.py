@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from chute.errors import RetryError
-from chute.postgres import db
+from chute.postgres import db, plans
 from chute.rabbitmq.broker import FILES, Broker
 from chute.rabbitmq.messages import FileArrived
 from chute.runtime.config import Config
@@ -43,6 +43,8 @@ def retry_file(config: Config, file_id: str) -> str:
             work.parent.mkdir(parents=True, exist_ok=True)
             os.replace(current, work)
             reason_path(current).unlink(missing_ok=True)
+        if plans.reads_whole(conn, file_id):  # its ranges' batches may be numbered otherwise
+            plans.forget_loaded(conn, file_id, record.seq, config.datasets[record.dataset])
         record = db.reset_for_retry(conn, file_id, folders.relative(work))
     finally:
         conn.close()

@@ -57,7 +57,7 @@ def finish(cur: Any, datasets: Iterable[Dataset], finished: list[Finished]) -> N
         if dataset is None:
             continue
         if file.outcome == "failed_now":
-            _remove_rows(cur, dataset, file.seq)
+            remove_rows(cur, dataset, file.seq)
             # Counted before the commit: a rollback (rare) counts it again when it reruns.
             metrics.FILES.labels("failed").inc()
             log.warning("file failed: over its reject limit, none of its rows kept",
@@ -66,7 +66,7 @@ def finish(cur: Any, datasets: Iterable[Dataset], finished: list[Finished]) -> N
             _merge(cur, dataset, file)
 
 
-def _remove_rows(cur: Any, dataset: Dataset, seq: int) -> None:
+def remove_rows(cur: Any, dataset: Dataset, seq: int) -> None:
     target = (tables.stage_table(dataset) if dataset.staged
               else sql.Identifier("public", dataset.table))
     cur.execute(sql.SQL("DELETE FROM {} WHERE file_seq = %s").format(target), (seq,))
@@ -97,7 +97,7 @@ def _merge(cur: Any, dataset: Dataset, file: Finished) -> None:
             deleted = cur.rowcount
             cur.execute("UPDATE chute.snapshots SET seq = %s WHERE dataset = %s",
                         (file.seq, dataset.name))
-    _remove_rows(cur, dataset, file.seq)
+    remove_rows(cur, dataset, file.seq)
     for label, rows in (("inserted", inserted), ("replaced", replaced),
                         ("ignored", count - inserted - replaced), ("deleted", deleted or 0)):
         metrics.KEYED_ROWS.labels(dataset.name, label).inc(rows)

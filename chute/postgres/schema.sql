@@ -274,6 +274,23 @@ CREATE TABLE IF NOT EXISTS chute.archive_entries (
     PRIMARY KEY (archive_id, entry)
 );
 CREATE INDEX IF NOT EXISTS archive_entries_member ON chute.archive_entries (member_id);
+-- A large file cut into ranges that several transformers read at once
+-- (chute/reading/ranges.py): its plan, written before any range is handed out. The same
+-- file gives the same plan; a plan written twice (the event delivered again) is kept once.
+CREATE TABLE IF NOT EXISTS chute.file_ranges (
+    file_id     uuid NOT NULL REFERENCES chute.files ON DELETE CASCADE,
+    range_no    integer NOT NULL,
+    byte_start  bigint NOT NULL,
+    byte_end    bigint NOT NULL,
+    first_line  bigint NOT NULL,
+    records     bigint NOT NULL,
+    first_batch integer NOT NULL,
+    sha256      text NOT NULL,
+    PRIMARY KEY (file_id, range_no)
+);
+-- A file whose range did not read as planned is read whole at its retry (its rows and
+-- ledger are cleared first: batches cut whole may be numbered otherwise).
+ALTER TABLE chute.files ADD COLUMN IF NOT EXISTS read_whole boolean NOT NULL DEFAULT false;
 -- Staging tables (one per staged dataset, named as its table): a keyed dataset whose
 -- files merge only once complete (a snapshot, or a reject limit) keeps their rows here
 -- until then (chute/postgres/finishing.py).

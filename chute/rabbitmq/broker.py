@@ -68,6 +68,7 @@ SERVE_EVERY_SECONDS = 0.5
 ALARM_TOPIC = "broker alarm"
 
 FILES = "files"
+RANGES = "ranges"  # ranges of large files (chute.reading.ranges), one at a time each
 BATCHES = "batches"
 DEAD = "dead"
 DEAD_NOTIFY = "dead.notify"
@@ -219,7 +220,7 @@ class Broker:
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
         }
-        for key in (FILES, BATCHES):
+        for key in (FILES, RANGES, BATCHES):
             name = queue_name(self.namespace, key)
             self._declare_queue(name, work_args)
             self.channel.queue_bind(name, self.exchange, routing_key=key)
@@ -636,7 +637,7 @@ def delete_namespace(url: str, namespace: str) -> None:
     conn = _connect(url)
     try:
         ch = conn.channel()
-        for queue in (FILES, BATCHES, DEAD, DEAD_NOTIFY):
+        for queue in (FILES, RANGES, BATCHES, DEAD, DEAD_NOTIFY):
             ch.queue_delete(queue_name(namespace, queue))
         for exchange in ("events", "dead-letter"):
             ch.exchange_delete(f"{namespace}.{exchange}")

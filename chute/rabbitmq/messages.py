@@ -60,6 +60,33 @@ class FileArrived(_JsonMessage):
 
 
 @dataclass(frozen=True)
+class RangeTask(_JsonMessage):
+    """One range of a file's plan (chute.reading.ranges), for any transformer to read:
+    the file as its FileArrived said, the range as the ledger holds it, and the file's
+    totals, which the batch closing the file carries."""
+
+    KIND: ClassVar[str] = "file.range"
+    file_id: str
+    seq: int
+    name: str
+    path: str
+    sha256: str
+    size: int
+    dataset: str
+    batch_size: int
+    data_start: int  # where the header ends
+    range_no: int
+    byte_start: int
+    byte_end: int
+    first_line: int
+    records: int
+    first_batch: int
+    range_sha256: str
+    batches_total: int
+    rows_total: int
+
+
+@dataclass(frozen=True)
 class FileDone(_JsonMessage):
     KIND: ClassVar[str] = "file.done"
     file_id: str

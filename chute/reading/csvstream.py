@@ -21,10 +21,11 @@ RAW_LIMIT = 4096  # chars of raw text kept per record; enough to see what went w
 NOT_UTF8 = "bytes that are not UTF-8"
 HAS_NUL = "contains a NUL byte"  # PostgreSQL text cannot hold NUL
 
+UNCLOSED = "a quoted field is not closed by the end of the file"
 # csv's messages, in words for the person who has to fix the file; any other csv message
 # is kept as it is.
 _CSV_REASONS = {
-    "unexpected end of data": "a quoted field is not closed by the end of the file",
+    "unexpected end of data": UNCLOSED,
     "DELIMITER expected after '\"'":
         "text after a closing quote (write a quote inside a field as \"\")",
     "new-line character seen in unquoted field": "a carriage return in an unquoted field",

@@ -34,6 +34,9 @@ DEFAULTS = {
     # past 64 MiB (chute/reading/streams.py): a decompression bomb never fills the disk.
     "CHUTE_MAX_DECOMPRESSED_BYTES": str(8 << 30),
     "CHUTE_MAX_COMPRESSION_RATIO": "200",
+    # A file of at least two ranges of this size is cut into ranges that several
+    # transformers read at once (chute/reading/ranges.py); 0 reads every file whole.
+    "CHUTE_RANGE_BYTES": str(16 << 20),
 }
 # Without CHUTE_DATASETS, this file in the working directory, if it exists.
 DATASETS_FILE = "chute.toml"
@@ -68,6 +71,7 @@ class Config:
     held: frozenset[str] = frozenset()
     max_decompressed_bytes: int = int(DEFAULTS["CHUTE_MAX_DECOMPRESSED_BYTES"])
     max_compression_ratio: int = int(DEFAULTS["CHUTE_MAX_COMPRESSION_RATIO"])
+    range_bytes: int = int(DEFAULTS["CHUTE_RANGE_BYTES"])
 
     @property
     def amqp_nodes(self) -> tuple[str, ...]:
@@ -132,6 +136,7 @@ class Config:
                                             1 << 50),
             max_compression_ratio=_integer("CHUTE_MAX_COMPRESSION_RATIO",
                                            get("CHUTE_MAX_COMPRESSION_RATIO"), 2, 1_000_000),
+            range_bytes=_integer("CHUTE_RANGE_BYTES", get("CHUTE_RANGE_BYTES"), 0, 1 << 40),
         )
 
 
