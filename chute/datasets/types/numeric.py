@@ -35,6 +35,7 @@ from chute.errors import TypeDeclarationError
 _DECLARED = re.compile(r"numeric\s*\(\s*([0-9]+)\s*(?:,\s*(-?[0-9]+)\s*)?\)")
 NUMERIC_MAX_PRECISION = 1000  # PostgreSQL's limit for numeric(p,s)
 _DECIMAL128_MAX = 38  # beyond it, numeric values travel as text in Arrow
+_PLAIN = r"^-?[0-9]+(?:\.[0-9]+)?$"  # the text-held values parse_column settles
 
 
 def declare(name: str) -> ColumnType | None:
@@ -109,7 +110,7 @@ def parse_column(texts: pa.Array, rules: Rules) -> tuple[pa.Array, np.ndarray]:
     arrow = kind.arrow_type
     if kind.scale is None or kind.precision > _DECIMAL128_MAX:  # type: ignore[operator]
         # Held as text (Decimal(text) is the value): canonical, short spellings only.
-        ok = shape(texts, r"^-?[0-9]+(?:\.[0-9]+)?$") & (to_numpy(pc.binary_length(texts), 0)
+        ok = shape(texts, _PLAIN) & (to_numpy(pc.binary_length(texts), 0)
                                                          <= 1000)
         if kind.scale is not None:
             whole = kind.precision - kind.scale  # type: ignore[operator]
@@ -171,6 +172,12 @@ def encode_column(values: pa.Array, type: ColumnType, valid: np.ndarray  # noqa:
                   ) -> pa.Array:
     if pa.types.is_decimal(values.type) and type.precision <= 18:  # type: ignore[operator]
         return _numeric_column(values, type.precision, type.scale, valid)  # type: ignore[arg-type]
+    if not pa.types.is_decimal(values.type):
+        lengths = to_numpy(pc.binary_length(values), 0)
+        # parse_column lets through only these; str(Decimal) may also write "1E-7".
+        plain = shape(values, _PLAIN) | ~valid
+        if plain.all() and (not valid.any() or int(lengths[valid].max()) <= _TEXT_COLUMN_DIGITS):
+            return _text_column(values, type.scale, valid)
     fields = []
     for element in values.to_pylist():
         number = _decimal(element, type)
@@ -190,10 +197,55 @@ def _decimal(value: object, type: ColumnType) -> Decimal | None:  # noqa: A002
     return number.copy_abs() if number.is_zero() else number
 
 
+# Text-held values (plain numeric, numeric(p,s) beyond decimal128) up to this long are
+# encoded a column at a time; longer ones, rare, one at a time.
+_TEXT_COLUMN_DIGITS = 80
+
+
+def _text_column(values: pa.Array, scale: int | None, valid: np.ndarray
+                 ) -> pa.LargeBinaryArray:
+    """encode() for canonical decimal texts (parse_column let only -?digits[.digits]
+    through): the digits are padded to whole groups of four on both sides of the point
+    and read as base-10000 digits in numpy. The display scale is the digits written after
+    the point (plain numeric) or the declared scale."""
+    count = len(values)
+    if not count:
+        return pa.array([], BYTES)
+    texts = pc.if_else(pa.array(valid), values, "0")
+    negative = to_numpy(pc.starts_with(texts, "-"), False)
+    parts = pc.split_pattern(pc.utf8_ltrim(texts, "-"), ".", max_splits=1)
+    whole = pc.list_element(parts, 0)
+    has_fraction = pc.equal(pc.list_value_length(parts), 2)
+    padded = pc.if_else(has_fraction, parts, pa.scalar(["0", ""], parts.type))
+    fraction = pc.list_element(padded, 1)
+    whole_width = _groups_of_four(int(pc.max(pc.utf8_length(whole)).as_py()))
+    fraction_width = _groups_of_four(int(pc.max(pc.utf8_length(fraction)).as_py() or 0))
+    digits = pc.binary_join_element_wise(
+        pc.utf8_lpad(whole, whole_width, "0"),
+        pc.utf8_rpad(fraction, fraction_width, "0") if fraction_width
+        else pa.scalar("", pa.large_string()), pa.scalar("", pa.large_string()))
+    width = whole_width + fraction_width
+    matrix = np.frombuffer(digits.buffers()[2], dtype=np.uint8)[
+        _first_offset(digits):_first_offset(digits) + count * width].reshape(count, width)
+    groups = (matrix.reshape(count, width // 4, 4).astype(np.int64) - 48) @ np.array(
+        [1000, 100, 10, 1], dtype=np.int64)
+    dscale = (to_numpy(pc.utf8_length(fraction), 0) if scale is None
+              else np.full(count, scale))
+    return _assemble(groups, whole_width // 4, negative, dscale, valid)
+
+
+def _groups_of_four(digits: int) -> int:
+    return -(-digits // 4) * 4
+
+
+def _first_offset(array: pa.Array) -> int:
+    return int(np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset])
+
+
 def _numeric_column(values: pa.Array, precision: int, scale: int, valid: np.ndarray
                     ) -> pa.LargeBinaryArray:
     """encode() for numeric(p,s) with p <= 18, whose values are int64s scaled by 10**s:
-    the base-10000 digits are split off in numpy and each row's used ones kept."""
+    the base-10000 digits are split off in numpy."""
     count = len(values)
     words = np.frombuffer(values.buffers()[1], dtype="<i8")[
         2 * values.offset:2 * (values.offset + count)]
@@ -211,6 +263,14 @@ def _numeric_column(values: pa.Array, precision: int, scale: int, valid: np.ndar
         rest = scale - 4 * (k + 1)
         groups[:, whole_groups + k] = (fraction // 10 ** rest % 10_000 if rest >= 0
                                        else fraction % 10 ** (scale - 4 * k) * 10 ** -rest)
+    return _assemble(groups, whole_groups, negative, np.full(count, scale), valid)
+
+
+def _assemble(groups: np.ndarray, whole_groups: int, negative: np.ndarray,
+              dscale: np.ndarray, valid: np.ndarray) -> pa.LargeBinaryArray:
+    """Binary numeric fields from each row's base-10000 digits (`whole_groups` of them
+    before the point): each row's used ones kept, first to last non-zero."""
+    count = len(groups)
     nonzero = groups != 0
     used = nonzero.any(axis=1)
     first = np.argmax(nonzero, axis=1)
@@ -222,7 +282,7 @@ def _numeric_column(values: pa.Array, precision: int, scale: int, valid: np.ndar
     head["ndigits"] = digits
     head["weight"] = np.where(used, whole_groups - 1 - first, 0)
     head["sign"] = np.where(negative & used, _NUMERIC_NEGATIVE, 0)
-    head["dscale"] = scale
+    head["dscale"] = dscale
     rows = np.hstack((head.view(np.uint8).reshape(count, 12),
                       groups.astype(">i2").view(np.uint8).reshape(count, 2 * groups.shape[1])))
     # Keep the head (only the -1 length for a null) and the digits first..last.
