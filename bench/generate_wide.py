@@ -89,8 +89,10 @@ def _messy(rng: random.Random, values: list[str]) -> None:
     values[3] = rng.choice((f" {values[3]} ", f"{values[3]}.0"))
 
 
-def generate(path: Path, rows: int, seed: int = 11) -> Generated:
-    """Write a header and `rows` orders to `path`; 3% of them must be rejected."""
+def generate(path: Path, rows: int, seed: int = 11, bad_share: float = BAD_SHARE
+             ) -> Generated:
+    """Write a header and `rows` orders to `path`; 3% of them (`bad_share`) must be
+    rejected."""
     rng = random.Random(seed)
     draws = random.Random(seed + 1)
     firsts, lasts = first_names(), last_names()
@@ -104,11 +106,11 @@ def generate(path: Path, rows: int, seed: int = 11) -> Generated:
             for n, (first, last) in enumerate(names, chunk_start + 1):
                 values = _row(rng, n, first, last)
                 draw = rng.random()
-                if draw < BAD_SHARE:
+                if draw < bad_share:
                     column = rng.randrange(COLUMNS)
                     values[column] = rng.choice(BAD[column])
                     rejects += 1
-                elif draw < BAD_SHARE + MESSY_SHARE:
+                elif BAD_SHARE <= draw < BAD_SHARE + MESSY_SHARE:
                     _messy(rng, values)
                 lines.append(",".join(map(quote, values)) + "\n")
             out.write("".join(lines))

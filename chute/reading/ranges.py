@@ -31,7 +31,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-_BLOCK = 16 << 20
+_BLOCK = 1 << 20  # numpy holds several arrays of 8 bytes per byte of a block
 _BOM = b"\xef\xbb\xbf"
 # Bytes str.strip() removes (ASCII): a line of only these is blank, and both the fast path
 # and csvstream skip it. Bytes >= 0x80 may be Unicode whitespace: such lines are decoded.
