@@ -119,8 +119,19 @@ def designs(dataset: Dataset) -> dict[str, dict[str, Any]]:
         sql.Literal(f"{table}_filters"))
     one_gin = {name: sql.SQL("CREATE INDEX {} ON {} USING gin ({})").format(
         filters_idx, ident, sql.Identifier(name)) for name in dataset.filters}
+    # The lighter table of issue 26: one append-ordered btree, (file_seq, line), for
+    # identity (unique), arrival order and paging; id stored without an index of its own.
+    arrival_full = sql.SQL("CREATE UNIQUE INDEX {} ON {} (file_seq, line) WITH (fillfactor = 100)"
+                           ).format(sql.Identifier(f"{table}_file_line"), ident)
     return {
         "bare": {"create": [create_table, bare]},
+        "arrival only (no primary key)": {"create": [create_table, bare, arrival]},
+        "lighter: arrival + the GIN filter index, no primary key": {
+            "create": [create_table, bare, arrival, filters], "after": [clean]},
+        "lighter, arrival fillfactor 100, text collate C": {
+            "create": [create_table, bare, *text_c, arrival_full, filters], "after": [clean]},
+        "schema, arrival fillfactor 100": {
+            "create": [create_table, arrival_full, filters], "after": [clean]},
         "primary key only": {"create": [create_table]},
         "primary key + arrival": {"create": [create_table, arrival]},
         "schema (chute's table)": {"create": [create_table, arrival, filters],

@@ -110,22 +110,43 @@ def clean_row(fields: list[str], layout: Layout) -> tuple[object, ...] | str:
         return f"expected {layout.count} fields, found {len(fields)}"
     values: list[object] = []
     problems: list[str] = []
-    for at, collapse, nulls, needs_value, empty_reason, rules, take, label in layout.plan:
-        text = None if at is None else clean_text(fields[at], collapse)
-        if text is None or text in nulls:
-            result: object = Invalid(empty_reason) if needs_value else None
-        else:
-            # Rules on text apply to the field as the file holds it, before a word is taken.
-            result = parse(text, rules)
-            if take is not None and type(result) is str:  # the column takes one word
-                first, _, rest = result.partition(" ")
-                result = first if take == "first_word" else (rest or None)
-                if result is None and needs_value:
-                    result = Invalid("has no word after the first")
+    for step in layout.plan:
+        result = _clean_field(None if step.at is None else fields[step.at], step)
         if type(result) is Invalid:
-            reason = f"{label}: {result.reason}"  # type: ignore[attr-defined]
+            reason = f"{step.label}: {result.reason}"  # type: ignore[attr-defined]
             if reason not in problems:  # two columns cut from one field: say it once
                 problems.append(reason)
         else:
             values.append(result)
     return "; ".join(problems) if problems else tuple(values)
+
+
+def reject_reason(fields: dict[int, str], layout: Layout, unsettled: list[int]) -> str | None:
+    """clean_row's reason for a row of the right field count whose columns other than
+    `unsettled` (indexes into the dataset's columns) are known to be valid, from the
+    fields those columns read (`fields`, by header index); None when they are all valid
+    too, so that the row has no reason and clean_row must give its values."""
+    problems: list[str] = []
+    for index in unsettled:
+        step = layout.plan[index]
+        result = _clean_field(None if step.at is None else fields[step.at], step)
+        if type(result) is Invalid:
+            reason = f"{step.label}: {result.reason}"  # type: ignore[attr-defined]
+            if reason not in problems:
+                problems.append(reason)
+    return "; ".join(problems) if problems else None
+
+
+def _clean_field(field: str | None, step: _Step) -> object:
+    """One column's value from its field, or Invalid."""
+    text = None if field is None else clean_text(field, step.collapse)
+    if text is None or text in step.nulls:
+        return Invalid(step.empty_reason) if step.needs_value else None
+    # Rules on text apply to the field as the file holds it, before a word is taken.
+    result = parse(text, step.rules)
+    if step.take is not None and type(result) is str:  # the column takes one word
+        first, _, rest = result.partition(" ")
+        result = first if step.take == "first_word" else (rest or None)
+        if result is None and step.needs_value:
+            result = Invalid("has no word after the first")
+    return result

@@ -35,8 +35,8 @@ import pyarrow.compute as pc
 from chute.datasets.declarations import LINEAGE
 from chute.datasets.types import ColumnType, encode_column, parse_column
 from chute.datasets.types.arrays import BYTES, NOTHING, binary
-from chute.reading.cleaning import Layout
-from chute.reading.csvstream import Record, read_records, start_of_stream
+from chute.reading.cleaning import Layout, reject_reason
+from chute.reading.csvstream import RAW_LIMIT, Record, read_records, start_of_stream
 from chute.reading.rowids import id_low
 
 # Measured on a 1M-row file: 1 MiB blocks took the least CPU, and peak RSS grows with the
@@ -136,6 +136,7 @@ class Scanner:
         starts = np.concatenate(([0], ends[:-1] + 1))
         count = len(ends)
         cleaned = None
+        rejected: dict[int, tuple[str, str]] = {}  # line index -> (raw, reason)
         before_header = self._columns is None  # (the consumer sets it while we yield)
         if before_header:  # every line goes the slow way
             plain = np.zeros(count, dtype=bool)
@@ -150,6 +151,8 @@ class Scanner:
                 plain[plain] = cleaned.valid  # rows the fast rules cannot settle go slow
                 if _mostly_slow(plain, blank):
                     plain[:], cleaned = False, None
+                else:  # but those it could give a reason for (most bad rows) are said here
+                    rejected = {at: (raw, reason) for at, raw, reason in cleaned.rejects}
         plain_before = np.concatenate(([0], np.cumsum(plain)))  # index into cleaned.rows
         plain_at = np.flatnonzero(plain)
         at = 0  # first line not yet yielded
@@ -158,6 +161,11 @@ class Scanner:
                 continue  # a window already read it
             if cleaned is not None and plain_before[odd] > plain_before[at]:
                 yield Rows(cleaned.rows, int(plain_before[at]), int(plain_before[odd]))
+            said = rejected.get(int(odd))
+            if said is not None:
+                yield Record(first_line + int(odd), None, said[0], said[1])
+                at = int(odd) + 1
+                continue
             # The window takes the whole run of lines the fast path left, and the plain
             # line after it, whose record start ends the run's last record.
             next_plain = plain_at[np.searchsorted(plain_at, odd):][:1]
@@ -218,6 +226,9 @@ def _mostly_slow(plain: np.ndarray, blank: np.ndarray) -> bool:
 class _Cleaned:
     rows: RowBlock  # the rows of the plain lines that passed, in order
     valid: np.ndarray  # per plain line: whether it passed
+    # Plain lines that failed with a reason the fast path could give: (index of the line
+    # in the block, raw text, reason), as csvstream and clean_row would give them.
+    rejects: list[tuple[int, str, str]]
 
 
 
@@ -298,6 +309,7 @@ def _clean(data: bytes, ends: np.ndarray, plain: np.ndarray, quoted: np.ndarray,
     texts: dict[tuple[int, bool], pa.Array] = {}  # (field, collapsed?) -> its clean text
     valid = np.ones(len(chosen), dtype=bool)
     values = []
+    settled_by_column = []  # per column: the lines whose value it settled
     for column, at in zip(layout.dataset.columns, layout.at, strict=True):
         collapse = column.type.name == "text"
         if at is None:
@@ -311,21 +323,56 @@ def _clean(data: bytes, ends: np.ndarray, plain: np.ndarray, quoted: np.ndarray,
         # pattern refused are not, but that line is not valid anyway.
         marked = pc.is_in(text, value_set=pa.array(sorted(column.nulls), pa.large_string()))
         text = pc.if_else(marked, pa.scalar(None, pa.large_string()), text)
-        if column.needs_value:
-            valid &= ~pc.fill_null(marked, True).to_numpy(zero_copy_only=False)
         typed, settled = parse_column(text, column.rules)
-        valid &= settled
+        if column.needs_value:
+            settled = settled & ~pc.fill_null(marked, True).to_numpy(zero_copy_only=False)
         if column.take is not None:
             words = pc.split_pattern(typed, " ", max_splits=1)
             typed = pc.list_element(words, 0) if column.take == "first_word" else \
                 _second(words)
             if column.needs_value:
-                valid &= pc.is_valid(typed).to_numpy(zero_copy_only=False)
+                settled = settled & pc.is_valid(typed).to_numpy(zero_copy_only=False)
+        valid &= settled
+        settled_by_column.append(settled)
         values.append(typed)
     keep = pa.array(valid)
     rows = RowBlock(lines=chosen[valid] + first_line,
                     values=tuple(v.filter(keep) for v in values))
-    return _Cleaned(rows, valid)
+    return _Cleaned(rows, valid, _rejects(chosen, lines, fields, valid, settled_by_column,
+                                          layout))
+
+
+def _rejects(chosen: np.ndarray, lines: pa.Array, fields: dict[int, pa.Array],
+             valid: np.ndarray, settled_by_column: list[np.ndarray], layout: Layout
+             ) -> list[tuple[int, str, str]]:
+    """The reasons of plain lines that failed, from the row path's rules applied to their
+    unsettled columns alone (cleaning.reject_reason): a few bad values cost a Python
+    call for each bad field, not the whole row read again by csv and clean_row. A line
+    whose fields _fields' pattern refused, or whose unsettled values turn out valid,
+    gets no reason here: it goes the slow way."""
+    failed = np.flatnonzero(~valid)
+    if not len(failed):
+        return []
+    matched = np.ones(len(failed), dtype=bool)
+    for at in layout.used:
+        matched &= fields[at].take(pa.array(failed)).is_valid().to_numpy(zero_copy_only=False)
+    failed = failed[matched]
+    if not len(failed):
+        return []
+    taken = pa.array(failed)
+    texts = {at: fields[at].take(taken).to_pylist() for at in layout.used}
+    raws = lines.take(taken).to_pylist()
+    unsettled = ~np.stack(settled_by_column)[:, failed]  # column x failed line
+    found = []
+    for k, line in enumerate(failed):
+        columns = np.flatnonzero(unsettled[:, k]).tolist()
+        reason = reject_reason({at: texts[at][k] for at in layout.used}, layout, columns)
+        if reason is not None:
+            raw = raws[k]
+            if len(raw) > RAW_LIMIT:
+                raw = raw[:RAW_LIMIT] + "…"
+            found.append((int(chosen[line]), raw, reason))
+    return found
 
 
 def _second(words: pa.Array) -> pa.Array:

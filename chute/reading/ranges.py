@@ -94,6 +94,11 @@ def plan(stream: BinaryIO, size: int, batch_size: int, range_bytes: int, delimit
     return planner.finish(offset)
 
 
+def _solid(segment: np.ndarray, delimiter: int) -> bool:
+    """Whether bytes hold one that str.strip() keeps (ASCII; see _blank for the rest)."""
+    return bool((~_NOT_SOLID[segment] | (segment == delimiter)).any())
+
+
 def _blank(tail: bytes, data: bytes, start: int, end: int) -> bool:
     """Whether a record without ASCII text (`tail`, the part read in earlier blocks, then
     data[start:end]) is blank to csvstream: str.strip() leaves nothing of it."""
@@ -137,39 +142,35 @@ class _Planner:
             view = view.copy()
             view[:bom] = 32
         after = following[0] if following else 10  # the end of the file: a line break
-        next_bytes = np.append(view[1:], after)
+        size = len(view)
+
+        def next_byte(positions: np.ndarray) -> np.ndarray:
+            return np.where(positions + 1 < size, view[np.minimum(positions + 1, size - 1)],
+                            after)
+
         carriage = np.flatnonzero(view == 13)
-        if len(carriage) and (next_bytes[carriage] != 10).any():
+        if len(carriage) and (next_byte(carriage) != 10).any():
             return "a carriage return not followed by a line break"
         quotes = np.flatnonzero(view == 34)
         if len(quotes):
-            previous = np.insert(view[:-1], 0, self.previous)
-            if bom and len(view) > bom:
-                previous[bom] = 10  # a quote right after the BOM starts the first field
+            previous = np.where(quotes > 0, view[np.maximum(quotes - 1, 0)], self.previous)
+            if bom:
+                previous[quotes == bom] = 10  # a quote right after the BOM starts a field
             opening = (np.arange(len(quotes)) + self.quotes) % 2 == 0
-            if not (np.isin(previous[quotes[opening]], (self.delimiter, 10, 34)).all()
-                    and np.isin(next_bytes[quotes[~opening]],
+            if not (np.isin(previous[opening], (self.delimiter, 10, 34)).all()
+                    and np.isin(next_byte(quotes[~opening]),
                                 (self.delimiter, 13, 10, 34)).all()):
                 return "a quote inside a field (not where RFC 4180 puts quotes)"
         breaks = np.flatnonzero(view == 10)
         ends = breaks[(np.searchsorted(quotes, breaks) + self.quotes) % 2 == 0]
         # Each record's span in the block: the first one may have begun in earlier blocks.
         starts = np.concatenate(([self.record_start - offset], ends[:-1] + 1))[:len(ends)]
-        solid = np.concatenate(([0], np.cumsum(~_NOT_SOLID[view]
-                                               | (view == self.delimiter))))
-        high = np.concatenate(([0], np.cumsum(_HIGH[view])))
-        clipped = np.maximum(starts, 0)
-        solid_in = solid[ends + 1] - solid[clipped]
-        high_in = high[ends + 1] - high[clipped]
-        if len(ends):
-            solid_in[0] += self.record_solid
-            high_in[0] += self.record_high
-            if int((ends - starts).max()) > self.max_record_bytes:
-                return f"a record longer than {self.max_record_bytes} bytes"
-        blank = solid_in == 0
-        for i in np.flatnonzero(blank & (high_in > 0)):  # Unicode whitespace alone?
-            blank[i] = _blank(self.tail if starts[i] < 0 else b"", data,
-                              max(int(starts[i]), 0), int(ends[i]))
+        if len(ends) and int((ends - starts).max()) > self.max_record_bytes:
+            return f"a record longer than {self.max_record_bytes} bytes"
+        # Printable ASCII or the delimiter: not whitespace. (Control characters are not
+        # whitespace either; the records that may be blank are checked byte by byte.)
+        solid = ((view > 32) & (view < 127)) | (view == self.delimiter)
+        blank = self._blank_records(data, view, solid, starts, ends)
         # Lines up to and including each record's line break.
         lines_to = self.lines + np.searchsorted(breaks, ends, side="right")
         counted = ~blank
@@ -182,16 +183,14 @@ class _Planner:
         self.quotes += len(quotes)
         self.lines += len(breaks)
         self.previous = int(view[-1])
+        last = int(ends[-1]) + 1 if len(ends) else 0
+        rest = view[last:]
         if len(ends):
-            last = int(ends[-1]) + 1
             self.record_start = offset + last
-            self.record_solid = int(solid[-1] - solid[last])
-            self.record_high = bool(high[-1] - high[last])
-            self.tail = data[last:]
-        else:
-            self.record_solid += int(solid[-1])
-            self.record_high = self.record_high or bool(high[-1])
-            self.tail += data
+            self.record_solid, self.record_high, self.tail = 0, False, b""
+        self.record_solid += int(_solid(rest, self.delimiter))
+        self.record_high = self.record_high or bool(_HIGH[rest].any())
+        self.tail += data[last:] if not self.record_solid else b""
         if self.record_solid or len(self.tail) > _TAIL_BYTES:
             self.tail = b"\x00"  # not blank (and no longer worth keeping)
         if final and not self.record_solid and self.record_high:  # a last line, blank?
@@ -202,6 +201,36 @@ class _Planner:
             return "an unbalanced quote: a quoted field is not closed by the end of the file"
         self._hash(data, offset, offset + len(data))
         return None
+
+    def _blank_records(self, data: bytes, view: np.ndarray, solid: np.ndarray,
+                       starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Which records are blank (csvstream skips them): no byte but whitespace. Only
+        records that start with whitespace or a byte >= 0x80 (or began in an earlier
+        block) can be; those are looked at whole."""
+        blank = np.zeros(len(ends), dtype=bool)
+        if not len(ends):
+            return blank
+        clipped = np.maximum(starts, 0)
+        maybe = (ends == clipped) | ~solid[np.minimum(clipped, len(view) - 1)]
+        maybe[0] |= starts[0] < 0
+        candidates = np.flatnonzero(maybe)
+        if not len(candidates):
+            return blank
+        # Whether each candidate holds a solid byte: one reduceat over their spans.
+        spans = np.stack((clipped[candidates], ends[candidates]), axis=1).ravel()
+        has_solid = np.logical_or.reduceat(solid, spans)[::2] & (ends[candidates] >
+                                                                   clipped[candidates])
+        if starts[0] < 0:
+            has_solid[candidates == 0] |= bool(self.record_solid)
+        for k in np.flatnonzero(~has_solid):
+            i = int(candidates[k])
+            segment = view[clipped[i]:ends[i]]
+            if _solid(segment, self.delimiter):
+                continue
+            high = bool(_HIGH[segment].any()) or (starts[i] < 0 and self.record_high)
+            blank[i] = not high or _blank(self.tail if starts[i] < 0 else b"", data,
+                                          int(clipped[i]), int(ends[i]))
+        return blank
 
     def _begin(self, data_start: int, first_line: int) -> None:
         self.data_start = self.range_start = self.batch_start = self.hashed = data_start

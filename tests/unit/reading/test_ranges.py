@@ -93,9 +93,11 @@ def test_the_plan_does_not_depend_on_the_block_it_is_read_in(
 @st.composite
 def records(draw: st.DrawFn) -> bytes:
     kind = draw(st.sampled_from(["row"] * 6 + ["blank", "spaces", "multiline", "short",
-                                               "doubled", "crlf"]))
+                                               "doubled", "crlf", "control"]))
     if kind == "blank":
         return b""
+    if kind == "control":  # not whitespace: a record (a reject), never a blank line
+        return draw(st.sampled_from([b"\x01", b" \x02 ", b"\x1b\xc2\xa0"]))
     if kind == "spaces":
         return draw(st.sampled_from([b"  ", b"\t", b"\xc2\xa0", b" \xe2\x80\x83 "]))
     name = draw(st.sampled_from(NAMES))
