@@ -1,11 +1,12 @@
 """A realistic, seeded wide file for bench/wide.toml: `python -m bench.generate_wide OUT.csv`.
 
-An order export of 12 columns, one of every declared type: ids, customers and emails of
+An order export of 14 columns, one of every declared type (plain numeric and time too, as
+`chute infer` declares them): ids, customers and emails of
 real cardinality (bench.names: most values distinct), quantities and amounts with the
 skew of shop data, a year of dates and times in several spellings (with and without a UTC
 offset, "T" or space), uuids in either case, nullable columns with some empty values,
 and a few messy values chute must clean ("7.0", spaces). 3% of rows carry one bad value
-in one column, spread over all twelve, each of a kind that column's rules must reject
+in one column, spread over all fourteen, each of a kind that column's rules must reject
 (see BAD). The generator counts rows and rejects, as bench.generate does for people.
 """
 
@@ -19,7 +20,7 @@ from bench.generate import CHUNK, Generated, cli, quote
 from bench.names import first_names, last_names
 
 HEADER = ("Order ID,Customer,Email,Qty,Store,Amount,Weight (kg),Paid,Order Date,Shipped At,"
-          "Created,Session")
+          "Created,Session,Tip,Pickup Time")
 COLUMNS = len(HEADER.split(","))
 BAD_SHARE = 0.03  # rows with one bad value
 MESSY_SHARE = 0.005  # rows with values that are valid once cleaned
@@ -40,6 +41,8 @@ BAD: tuple[tuple[str, ...], ...] = (
     ("2025-03-04 25:00:00", "2025-03-04T10:00:00+02:00", "soon"),  # shipped_at: no offset
     ("2025-06-31T10:00:00Z", "2025-06-01T10:00:00+25:00", "June 1st", ""),  # created_at
     ("not-a-uuid", "123e4567-e89b-12d3-a456-42661417400", "g23e4567e89b12d3a456426614174000"),
+    ("abc", "1,50", "$2", "NaN"),  # tip: numeric
+    ("25:00", "24:00", "noon", "14:61"),  # pickup: time
 )
 assert len(BAD) == COLUMNS
 PAID = ("true", "false") * 8 + ("TRUE", "FALSE", "yes", "no", "1", "0", "t", "f")
@@ -80,6 +83,10 @@ def _row(rng: random.Random, n: int, first: str, last: str) -> list[str]:
         shipped,
         created.isoformat(timespec="auto").replace("+00:00", rng.choice(OFFSETS)),
         session,
+        "" if rng.random() < 0.2 else rng.choice(
+            (f"{price * 0.1:.2f}", f"{price * 0.15:.3f}", str(rng.randrange(1, 20)))),
+        "" if rng.random() < 0.3 else f"{rng.randrange(24):02d}:{rng.randrange(60):02d}"
+        + rng.choice(("", f":{rng.randrange(60):02d}")),
     ]
 
 
