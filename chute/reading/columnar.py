@@ -242,8 +242,7 @@ def _plain_lines(data: bytes, view: np.ndarray, starts: np.ndarray, ends: np.nda
     text_ends = ends - crlf
     # Blank: nothing but ASCII whitespace other than CR (what str.strip() removes), which
     # the csv reader gives as one whitespace field and both ways skip.
-    solid = np.concatenate(([0], np.cumsum(~np.isin(view, _BLANK_BYTES))))
-    blank = solid[text_ends] == solid[starts]
+    blank = _blank_lines(view, starts, text_ends)
     odd = np.zeros(count, dtype=bool)
     # Backslashes and control characters (but a tab that separates fields); a CR only
     # counts outside a final CRLF.
@@ -263,6 +262,23 @@ def _plain_lines(data: bytes, view: np.ndarray, starts: np.ndarray, ends: np.nda
                              minlength=count)
     odd |= ~quoted & (separators != layout.count - 1)
     return ~odd & ~blank, blank, quoted
+
+
+_BLANK = np.zeros(256, dtype=bool)
+_BLANK[_BLANK_BYTES] = True
+
+
+def _blank_lines(view: np.ndarray, starts: np.ndarray, text_ends: np.ndarray) -> np.ndarray:
+    """Lines of nothing but blank bytes. Only a line that is empty or starts with one
+    can be: those alone are looked at whole, with one reduceat over their spans."""
+    blank = starts == text_ends
+    first = view[np.minimum(starts, len(view) - 1)]
+    maybe = np.flatnonzero(~blank & _BLANK[first])
+    if len(maybe):
+        solid = np.append(~_BLANK[view], False)  # a line may end with the data
+        spans = np.stack((starts[maybe], text_ends[maybe]), axis=1).ravel()
+        blank[maybe] = ~np.logical_or.reduceat(solid, spans)[::2]
+    return blank
 
 
 def _not_printable_utf8(data: bytes, view: np.ndarray, starts: np.ndarray, ends: np.ndarray,
