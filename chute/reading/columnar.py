@@ -369,20 +369,25 @@ def _rejects(chosen: np.ndarray, lines: pa.Array, fields: dict[int, pa.Array],
     failed = np.flatnonzero(~valid)
     if not len(failed):
         return []
-    matched = np.ones(len(failed), dtype=bool)
-    for at in layout.used:
-        matched &= fields[at].take(pa.array(failed)).is_valid().to_numpy(zero_copy_only=False)
-    failed = failed[matched]
+    # A quoted line _fields' pattern refused has every field null: one field tells.
+    matched = fields[layout.used[0]].take(pa.array(failed)).is_valid()
+    failed = failed[matched.to_numpy(zero_copy_only=False)]
     if not len(failed):
         return []
-    taken = pa.array(failed)
-    texts = {at: fields[at].take(taken).to_pylist() for at in layout.used}
-    raws = lines.take(taken).to_pylist()
     unsettled = ~np.stack(settled_by_column)[:, failed]  # column x failed line
+    texts: list[dict[int, str]] = [{} for _ in failed]  # the fields each line needs
+    for column, at in enumerate(layout.at):
+        lines_of = np.flatnonzero(unsettled[column])
+        if at is None or not len(lines_of):
+            continue
+        for k, text in zip(lines_of.tolist(), fields[at].take(pa.array(failed[lines_of]))
+                           .to_pylist(), strict=True):
+            texts[k][at] = text
+    raws = lines.take(pa.array(failed)).to_pylist()
     found = []
-    for k, line in enumerate(failed):
+    for k, line in enumerate(failed.tolist()):
         columns = np.flatnonzero(unsettled[:, k]).tolist()
-        reason = reject_reason({at: texts[at][k] for at in layout.used}, layout, columns)
+        reason = reject_reason(texts[k], layout, columns)
         if reason is not None:
             raw = raws[k]
             if len(raw) > RAW_LIMIT:
