@@ -178,3 +178,40 @@ def test_a_range_that_does_not_read_as_planned_fails_its_file_then_retry_reads_i
         time.sleep(0.2)
     check_load(environment, "people.csv", people)
     assert ranges_of(environment, file_id) == []  # read whole
+
+
+KEYED = """
+[datasets.stock]
+match   = ["stock/*.csv"]
+key     = ["sku"]
+
+[datasets.stock.columns]
+sku  = { type = "integer" }
+qty  = { type = "integer" }
+"""
+
+
+def test_a_keyed_file_in_ranges_keeps_each_keys_last_row(
+        environment: Environment, services: Services, tmp_path: Path) -> None:
+    """Ranges load in any order on two loaders; each key still ends with its row of the
+    last line, as the keyed rule says for one transformer."""
+    declarations = tmp_path / "datasets.toml"
+    declarations.write_text(KEYED)
+    environment.env.update(CHUTE_DATASETS=str(declarations))
+    services.start_all(transformers=2, loaders=2)
+    keys = 3000
+    rows = [b"sku,qty"] + [b"%d,%d" % (n % keys, n) for n in range(60_000)]
+    rows[1234] = b"oops,1"  # one reject
+    content = b"\n".join(rows) + b"\n"
+    environment.drop("stock/day1.csv", content)
+    assert environment.wait_final("stock/day1.csv", timeout=120)["state"] == "loaded"
+    file_id = environment.sql("SELECT file_id::text FROM chute.files")[0][0]
+    assert len(ranges_of(environment, file_id)) >= 4
+    last = {}
+    for line, row in enumerate(rows[1:], start=2):
+        sku, qty = row.split(b",")
+        if sku.isdigit():
+            last[int(sku)] = (int(qty), line)
+    table = environment.sql("SELECT sku, qty, line FROM stock")
+    assert {sku: (qty, line) for sku, qty, line in table} == last
+    assert len(table) == keys
