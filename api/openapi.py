@@ -161,6 +161,9 @@ def _operation(op_id: str, summary: str, description: str, ok: dict[str, Any],
 FILE_ID = {"name": "file_id", "in": "path", "required": True,
            "description": "The arrival's id (`file_id` in /files).",
            "schema": {"type": "string", "format": "uuid"}}
+DATASET_NAME = {"name": "name", "in": "path", "required": True,
+                "description": "A declared dataset's name (`name` in /datasets).",
+                "schema": {"type": "string"}}
 READ = ("400", "401", "503")
 
 
@@ -261,10 +264,26 @@ def _paths() -> dict[str, dict[str, Any]]:
             "openapi", "This document", "The OpenAPI 3 document of every route.",
             _answer("The document.", schema={"type": "object"}), ("401",))},
         "/": {"get": _operation(
-            "statusPage", "The status page", "Recent files with their state, counts, a "
-            "progress bar for files being loaded and a link to their rejects; plain HTML "
-            "that refreshes itself every 2 s.",
+            "consoleOverview", "The console: overview", "A card per dataset (rows, files "
+            "today, rejected share, last arrival, files waiting by stage, rows per minute "
+            "over the last hour, the declaration against the database), worker problems "
+            "first, then the recent files; HTML for people (docs/console.md).",
             _answer("The page.", "text/html", {"type": "string"}), ("401", "503"))},
+        "/console/datasets/{name}": {"get": _operation(
+            "consoleDataset", "The console: a dataset", "The declaration, a rows browser "
+            "with a typed input per filter, and the dataset's files; HTML.",
+            _answer("The page.", "text/html", {"type": "string"}), ("401", "404", "503"),
+            path_params=(DATASET_NAME,))},
+        "/console/files/{file_id}": {"get": _operation(
+            "consoleFile", "The console: a file", "One arrival: its timeline, counts, and "
+            "rejects grouped by reason with examples; HTML.",
+            _answer("The page.", "text/html", {"type": "string"}), ("400", "401", "404", "503"),
+            path_params=(FILE_ID,))},
+        "/console/files/{file_id}/rejects.csv": {"get": _operation(
+            "consoleRejectsCsv", "An arrival's rejects as CSV", "Every rejected row: line, "
+            "reason, raw, with a header.",
+            _answer("The rejects.", "text/csv", {"type": "string"}),
+            ("400", "401", "404", "503"), path_params=(FILE_ID,))},
         "/docs": {"get": _operation(
             "docs", "This document as a web page", "The document rendered as plain HTML.",
             _answer("The page.", "text/html", {"type": "string"}), ("401",))},
