@@ -21,13 +21,16 @@ LAST_ARRIVALS = """
 # Files still in flight, by stage, as the ledger tells them apart: `received` (waiting
 # for a transformer), transforming (claimed, no batch of it loaded yet) and loading (some
 # of its batches loaded). files_state_seq reads only the files in flight, and the batch
-# ledger's primary key answers the EXISTS with one probe each.
+# ledger's primary key answers with one probe each (a LATERAL probe, not EXISTS: the
+# planner would hash the whole ledger for an EXISTS).
 WAITING = """
     SELECT f.dataset, CASE WHEN f.state = 'received' THEN 'received'
-                           WHEN EXISTS (SELECT FROM chute.batches b
-                                         WHERE b.file_id = f.file_id) THEN 'loading'
-                           ELSE 'transforming' END AS stage, count(*) AS files
-      FROM chute.files f WHERE f.state IN ('received', 'processing')
+                           WHEN b.loaded THEN 'loading' ELSE 'transforming' END AS stage,
+           count(*) AS files
+      FROM chute.files f
+      LEFT JOIN LATERAL (SELECT true AS loaded FROM chute.batches
+                          WHERE file_id = f.file_id LIMIT 1) b ON f.state = 'processing'
+     WHERE f.state IN ('received', 'processing')
      GROUP BY 1, 2"""
 
 # Today's arrivals (since midnight in the server's time zone): files_received_at.
