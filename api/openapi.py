@@ -164,6 +164,8 @@ FILE_ID = {"name": "file_id", "in": "path", "required": True,
 DATASET_NAME = {"name": "name", "in": "path", "required": True,
                 "description": "A declared dataset's name (`name` in /datasets).",
                 "schema": {"type": "string"}}
+STATIC_NAME = {"name": "name", "in": "path", "required": True,
+               "description": "console.css or console.js.", "schema": {"type": "string"}}
 READ = ("400", "401", "503")
 
 
@@ -200,6 +202,23 @@ def _dataset_paths(config: Config) -> tuple[dict[str, Any], dict[str, Any]]:
             "`next_cursor` never skips nor repeats a row while files load." + _keyed(dataset),
             _answer("One page of rows.", schema=_ref(f"{row}_page")), READ, route.query)}
     return paths, schemas
+
+
+def _html_post(op_id: str, summary: str, description: str,
+               path_params: tuple[dict[str, Any], ...] = (),
+               errors: tuple[str, ...] = ("401",)) -> dict[str, Any]:
+    """A console form's POST: answered with a redirect, or an HTML page saying why not."""
+    operation = _operation(op_id, summary, description,
+                           _answer("The page it redirected to.", "text/html",
+                                   {"type": "string"}), errors, path_params=path_params)
+    page = {"text/html": {"schema": {"type": "string"}}}
+    operation["responses"]["303"] = {"description": "Done: on to the next page.",
+                                     "content": {}}
+    operation["responses"]["403"] = {"description": "Not allowed; the page says why.",
+                                     "content": page}
+    operation["responses"]["409"] = {"description": "Not possible now; the page says why.",
+                                     "content": page}
+    return operation
 
 
 def _keyed(dataset: Dataset) -> str:
@@ -284,6 +303,31 @@ def _paths() -> dict[str, dict[str, Any]]:
             "reason, raw, with a header.",
             _answer("The rejects.", "text/csv", {"type": "string"}),
             ("400", "401", "404", "503"), path_params=(FILE_ID,))},
+        "/console/static/{name}": {"get": _operation(
+            "consoleStatic", "The console's script and style", "console.css and "
+            "console.js, shipped in the package.",
+            {"description": "The file.", "content": {
+                "text/css": {"schema": {"type": "string"}},
+                "text/javascript": {"schema": {"type": "string"}}}}, ("401", "404"),
+            path_params=(STATIC_NAME,))},
+        "/console/admin": {
+            "get": _operation(
+                "consoleAdmin", "The console: admin sign-in", "A form for the admin token "
+                "(CHUTE_ADMIN_TOKEN); says when actions are off.",
+                _answer("The page.", "text/html", {"type": "string"}), ("401",)),
+            "post": _html_post(
+                "consoleSignIn", "Sign in as admin", "Form field `token`: the admin token. "
+                "Sets the admin session's cookie and redirects (303); 403 when the token is "
+                "wrong, actions are off, or the request comes from another site.")},
+        "/console/admin/sign-out": {"post": _html_post(
+            "consoleSignOut", "Sign out", "Ends the admin session and redirects (303) to /.")},
+        "/console/files/{file_id}/retry": {"post": _html_post(
+            "consoleRetry", "Retry a quarantined or failed file", "For a signed-in admin, "
+            "with the form's `csrf` token: asks the watcher, through the broker, to send the "
+            "file through again, then redirects (303) to its page. 403 without an admin "
+            "session, its token, or from another site; 409 when the file is not "
+            "quarantined or failed (docs/console.md).", path_params=(FILE_ID,),
+            errors=("400", "401", "404"))},
         "/docs": {"get": _operation(
             "docs", "This document as a web page", "The document rendered as plain HTML.",
             _answer("The page.", "text/html", {"type": "string"}), ("401",))},

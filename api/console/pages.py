@@ -45,7 +45,12 @@ ROWS_PAGE = 25
 REJECTS_PAGE = 50
 
 routes = web.RouteTableDef()
-routes.static("/console/static", HERE / "static")
+
+# The console's own script and style, read once: shipped in the package, never fetched
+# from elsewhere, so the console works offline.
+STATIC = {path.name: (path.read_bytes(), "text/css" if path.suffix == ".css"
+                      else "text/javascript")
+          for path in (HERE / "static").iterdir() if path.suffix in (".css", ".js")}
 
 templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
@@ -57,7 +62,7 @@ templates.filters["share"] = lambda value: "–" if value is None else (
     f"{value:.1%}" if value >= 0.001 or value == 0 else "<0.1%")
 templates.filters["value"] = lambda value: "" if value is None else (
     ("true" if value else "false") if isinstance(value, bool) else str(value))  # as in JSON
-templates.globals["bars"] = cards.bars
+templates.globals["sparkline"] = cards.sparkline
 
 
 def install(app: web.Application) -> None:
@@ -83,6 +88,16 @@ def render(request: web.Request, name: str, status: int = 200, **context: Any
 # slipped past escaping; no other site may frame the pages (clickjacking).
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+@routes.get("/console/static/{name}")
+async def static(request: web.Request) -> web.Response:
+    found = STATIC.get(request.match_info["name"])
+    if found is None:
+        raise not_found(f"no console file {params.show(request.match_info['name'])}")
+    body, content_type = found
+    return web.Response(body=body, content_type=content_type, charset="utf-8",
+                        headers={"Cache-Control": "max-age=300"})
 
 
 @routes.get("/")
