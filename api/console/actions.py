@@ -71,10 +71,10 @@ def check_same_origin(request: web.Request) -> None:
     if site is not None and site not in ("same-origin", "none"):
         raise Forbidden(f"a request from another site ({site}) cannot act")
     origin = request.headers.get("Origin")
-    if origin is not None and origin != "null" and URL(origin).host_port_subcomponent != request.host:
-        raise Forbidden("a request from another origin cannot act")
     if origin == "null":
         raise Forbidden("a request from an opaque origin cannot act")
+    if origin is not None and URL(origin).host_port_subcomponent != request.host:
+        raise Forbidden("a request from another origin cannot act")
 
 
 async def check_action(config: Config, uses_broker: bool, request: web.Request) -> None:

@@ -1,11 +1,12 @@
-"""The overview's slow figures, recomputed in the background at most every few seconds.
+"""The overview's slow figures, recomputed in the background now and then.
 
 Three things cost too much to read on every request with 1M files in the ledger (see
-docs/console.md): each dataset's rows (a sum over all its files' counts, as /datasets
-gives them), each declaration against the database (what `chute datasets` says: a few
-catalogue queries per dataset) and the dead letters (a broker connection). A request
-that finds them older than MAX_AGE_SECONDS is answered with them as they are and starts
-one refresh; only the very first request waits for them.
+docs/console.md for the figures): each dataset's rows (a sum over all its files' counts,
+as /datasets gives them: about half a second), each declaration against the database
+(what `chute datasets` says: a few catalogue queries per dataset) and the dead letters
+(a broker connection). Each is kept with its age; a request that finds one older than
+its limit is answered with it as it is and starts one refresh, so only the very first
+request waits. Rows may thus lag the ledger by up to ROWS_SECONDS.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 
@@ -25,7 +27,11 @@ from chute.runtime.config import Config
 
 log = logging.getLogger(__name__)
 
-MAX_AGE_SECONDS = 3.0
+ROWS_SECONDS = 30.0
+DECLARATIONS_SECONDS = 10.0
+DEAD_LETTERS_SECONDS = 5.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,41 +48,74 @@ class SlowFigures:
     rows: dict[str, int]
     declarations: dict[str, Declaration]
     dead_letters: int | None  # None: unknown (no broker, or it did not answer)
-    at: float = field(default_factory=time.monotonic)
+
+
+class Refreshed(Generic[T]):
+    """One figure, computed by `compute`, refreshed in the background once older than
+    `max_age` seconds; a refresh that fails keeps the value it had."""
+
+    def __init__(self, what: str, compute: Callable[[], Awaitable[T]], max_age: float) -> None:
+        self.what = what
+        self.compute = compute
+        self.max_age = max_age
+        self._value: T
+        self._at: float | None = None  # when it was computed; None: not yet
+        self._task: asyncio.Task[None] | None = None
+
+    async def get(self) -> T:
+        if self._at is None:
+            await self._refresh()
+        elif (time.monotonic() - self._at > self.max_age
+              and (self._task is None or self._task.done())):
+            self._task = asyncio.create_task(self._quietly())
+        return self._value
+
+    async def _refresh(self) -> None:
+        self._value = await self.compute()
+        self._at = time.monotonic()
+
+    async def _quietly(self) -> None:
+        try:
+            await self._refresh()
+        except Exception as e:  # noqa: BLE001 - the page goes on with the older figure
+            log.warning("console figure not refreshed", extra={"figure": self.what,
+                                                               "error": repr(e)})
 
 
 class SlowCache:
     def __init__(self, config: Config, queries: Queries, uses_broker: bool) -> None:
         self.config = config
-        self.queries = queries
-        self.uses_broker = uses_broker
-        self._value: SlowFigures | None = None
-        self._refresh: asyncio.Task[None] | None = None
+        self.pool: asyncpg.Pool | None = None
+
+        async def rows() -> dict[str, int]:
+            assert self.pool is not None
+            async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+                # One core, not three: this runs while people watch, beside the loaders.
+                await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+                return await queries.loaded_rows(conn)
+
+        async def plans() -> dict[str, Declaration]:
+            return await _in_thread(declarations, config)
+
+        async def dead() -> int | None:
+            if not uses_broker:
+                return None
+            return await _in_thread(broker.dead_letter_count, config.amqp_url,
+                                    config.namespace)
+
+        self.rows = Refreshed("rows", rows, ROWS_SECONDS)
+        self.plans = Refreshed("declarations", plans, DECLARATIONS_SECONDS)
+        self.dead = Refreshed("dead letters", dead, DEAD_LETTERS_SECONDS)
 
     async def get(self, pool: asyncpg.Pool) -> SlowFigures:
-        if self._value is None:
-            await self._compute(pool)
-        elif (time.monotonic() - self._value.at > MAX_AGE_SECONDS
-              and (self._refresh is None or self._refresh.done())):
-            self._refresh = asyncio.create_task(self._quietly(pool))
-        assert self._value is not None
-        return self._value
+        self.pool = pool
+        rows, plans, dead = await asyncio.gather(self.rows.get(), self.plans.get(),
+                                                    self.dead.get())
+        return SlowFigures(rows, plans, dead)
 
-    async def _quietly(self, pool: asyncpg.Pool) -> None:
-        """A refresh that fails keeps the figures it had (the next request tries again)."""
-        try:
-            await self._compute(pool)
-        except Exception as e:  # noqa: BLE001 - the page goes on with older figures
-            log.warning("console figures not refreshed", extra={"error": repr(e)})
 
-    async def _compute(self, pool: asyncpg.Pool) -> None:
-        loop = asyncio.get_running_loop()
-        plans = loop.run_in_executor(None, declarations, self.config)
-        dead = (loop.run_in_executor(None, broker.dead_letter_count, self.config.amqp_url,
-                                     self.config.namespace) if self.uses_broker else None)
-        async with pool.acquire() as conn:
-            rows = await self.queries.loaded_rows(conn)
-        self._value = SlowFigures(rows, await plans, await dead if dead else None)
+async def _in_thread(function: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 
 
 def declarations(config: Config) -> dict[str, Declaration]:

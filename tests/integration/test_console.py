@@ -19,8 +19,10 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from chute.rabbitmq.broker import CONTROL, Broker
+from chute.rabbitmq.messages import RetryRequested
 from conftest import SAMPLE
-from harness import REPO, Environment, Services, free_port, running_stack, wait_until
+from harness import AMQP, REPO, Environment, Services, free_port, running_stack, wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -365,6 +367,30 @@ def test_retry_needs_the_admin_token_and_sends_the_file_round_again(
     loaded_file = file_item(environment, "sample.csv")
     page.goto(f"{environment.api}/console/files/{loaded_file['file_id']}")
     expect(page.locator("#retry")).to_have_count(0)
+
+
+def test_the_watcher_drops_bad_control_requests_and_goes_on(
+        loaded: tuple[Environment, Services]) -> None:
+    environment, services = loaded
+    headless = file_item(environment, "headless.csv")
+    sample = file_item(environment, "sample.csv")
+    attempts = _attempts(environment, headless["file_id"])
+    broker = Broker(AMQP, environment.namespace)
+    try:
+        broker.publish(CONTROL, {"kind": "control.retry", "v": 4}, b"not json")
+        broker.publish(CONTROL, {"kind": "something.else", "v": 4}, b"{}")
+        broker.publish(CONTROL, *RetryRequested(sample["file_id"], "2026-01-01").encode())
+        broker.publish(CONTROL, *RetryRequested(headless["file_id"], "2026-01-01").encode())
+    finally:
+        broker.close()
+
+    wait_until(lambda: _attempts(environment, headless["file_id"]) == attempts + 1, 30,
+               what="the good request to be carried out after the bad ones")
+    logs = services.logs()
+    assert logs.count("console action dropped: not a request") >= 2
+    assert "sample.csv is loaded: only quarantined or failed files can be retried" in logs
+    assert file_item(environment, "sample.csv")["state"] == "loaded"
+    environment.wait_final("headless.csv")
 
 
 def test_console_without_an_admin_token_has_no_actions(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from api.console.cards import MINUTES, bars, build_cards, per_minute
+from api.console.cards import MINUTES, build_cards, per_minute, sparkline
 from api.console.slow import Declaration, SlowFigures
 from chute.datasets.declarations import load
 
@@ -28,8 +28,8 @@ def test_rows_per_minute_put_the_current_minute_last_and_ignore_other_datasets()
 
 
 def test_bars_scale_to_the_busiest_minute_and_keep_small_minutes_visible() -> None:
-    assert bars([0, 0]) == []
-    assert bars([100, 0, 1, 50], height=36) == [(0, 36), (8, 1), (12, 18)]
+    assert sparkline([0, 0]) == ""
+    assert sparkline([100, 0, 1, 50], height=36) == "M0 36h3v-36h-3zM8 36h3v-1h-3zM12 36h3v-18h-3z"
 
 
 def test_a_card_counts_waiting_files_by_stage_and_says_why_it_needs_a_look() -> None:
