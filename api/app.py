@@ -105,7 +105,7 @@ def create_app(config: Config, uses_broker: bool = True) -> web.Application:
     app[views.USES_BROKER] = uses_broker
     app[views.QUERIES] = Queries(config.datasets)
     app[metrics.METRICS] = metrics.ApiMetrics()
-    openapi.install(app, config)
+    openapi.install(app, config, console.actions.enabled(config, uses_broker))
     app.cleanup_ctx.append(_database_pool)
     for table in ROUTE_TABLES:
         app.add_routes(table)

@@ -165,7 +165,8 @@ DATASET_NAME = {"name": "name", "in": "path", "required": True,
                 "description": "A declared dataset's name (`name` in /datasets).",
                 "schema": {"type": "string"}}
 STATIC_NAME = {"name": "name", "in": "path", "required": True,
-               "description": "console.css or console.js.", "schema": {"type": "string"}}
+               "description": "console.css or console.js.",
+               "schema": {"type": "string", "enum": ["console.css", "console.js"]}}
 READ = ("400", "401", "503")
 
 
@@ -310,6 +311,16 @@ def _paths() -> dict[str, dict[str, Any]]:
                 "text/css": {"schema": {"type": "string"}},
                 "text/javascript": {"schema": {"type": "string"}}}}, ("401", "404"),
             path_params=(STATIC_NAME,))},
+        "/docs": {"get": _operation(
+            "docs", "This document as a web page", "The document rendered as plain HTML.",
+            _answer("The page.", "text/html", {"type": "string"}), ("401",))},
+    }
+
+
+def _action_paths() -> dict[str, Any]:
+    """The console's actions: served only where they are on (CHUTE_ADMIN_TOKEN set and a
+    broker in the deployment; api/console/actions.py)."""
+    return {
         "/console/admin": {
             "get": _operation(
                 "consoleAdmin", "The console: admin sign-in", "A form for the admin token "
@@ -328,19 +339,20 @@ def _paths() -> dict[str, dict[str, Any]]:
             "session, its token, or from another site; 409 when the file is not "
             "quarantined or failed (docs/console.md).", path_params=(FILE_ID,),
             errors=("400", "401", "404"))},
-        "/docs": {"get": _operation(
-            "docs", "This document as a web page", "The document rendered as plain HTML.",
-            _answer("The page.", "text/html", {"type": "string"}), ("401",))},
     }
 
 
 OPEN_PATHS = frozenset({"/health", "/ready"})  # answer without a token: probes need them
 
 
-def build(config: Config) -> dict[str, Any]:
+def build(config: Config, actions: bool = False) -> dict[str, Any]:
+    """`actions`: the console's actions are served (api/console/actions.py enabled)."""
     required = [{"bearer": []}] if config.api_token else []
     dataset_paths, dataset_schemas = _dataset_paths(config)
-    paths = _paths() | dataset_paths
+    paths = _paths() | dataset_paths | (_action_paths() if actions else {})
+    console_dataset = paths["/console/datasets/{name}"]["get"]
+    console_dataset["parameters"] = [{**DATASET_NAME, "schema": {
+        "type": "string", "enum": [d.name for d in config.datasets]}}]
     for path, operations in paths.items():
         for operation in operations.values():
             operation["security"] = [] if path in OPEN_PATHS else required
@@ -359,9 +371,9 @@ def build(config: Config) -> dict[str, Any]:
     }
 
 
-def install(app: web.Application, config: Config) -> None:
+def install(app: web.Application, config: Config, actions: bool = False) -> None:
     """Build the document and its page once: they change only with the configuration."""
-    document = build(config)
+    document = build(config, actions)
     app[DOCUMENT] = json.dumps(document, indent=1).encode()
     app[DOCS_PAGE] = docs.render(document)
 

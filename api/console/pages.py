@@ -45,6 +45,8 @@ ROWS_PAGE = 25
 REJECTS_PAGE = 50
 
 routes = web.RouteTableDef()
+# The admin's sign-in and actions: added only where actions are on (see install).
+action_routes = web.RouteTableDef()
 
 # The console's own script and style, read once: shipped in the package, never fetched
 # from elsewhere, so the console works offline.
@@ -66,7 +68,11 @@ templates.globals["sparkline"] = cards.sparkline
 
 
 def install(app: web.Application) -> None:
+    """The console's state, and its actions' routes where they are on: elsewhere they
+    do not exist (404), and the document does not list them."""
     app[SLOW] = SlowCache(app[CONFIG], app[QUERIES], app[USES_BROKER])
+    if actions.enabled(app[CONFIG], app[USES_BROKER]):
+        app.add_routes(action_routes)
 
 
 def render(request: web.Request, name: str, status: int = 200, **context: Any
@@ -210,7 +216,7 @@ async def rejects_csv(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@routes.post("/console/files/{file_id}/retry")
+@action_routes.post("/console/files/{file_id}/retry")
 async def retry(request: web.Request) -> web.Response:
     """Ask the watcher to put the file through again (see actions.py)."""
     config = request.app[CONFIG]
@@ -234,13 +240,13 @@ async def retry(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/console/files/{file_id}?told=retry")
 
 
-@routes.get("/console/admin")
+@action_routes.get("/console/admin")
 async def admin_page(request: web.Request) -> web.Response:
     return render(request, "admin.html", next=_local(request.query.get("next", "/")),
                   reason=None)
 
 
-@routes.post("/console/admin")
+@action_routes.post("/console/admin")
 async def admin_sign_in(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     form = await request.post()
@@ -259,7 +265,7 @@ async def admin_sign_in(request: web.Request) -> web.Response:
     raise response
 
 
-@routes.post("/console/admin/sign-out")
+@action_routes.post("/console/admin/sign-out")
 async def admin_sign_out(request: web.Request) -> web.Response:
     try:
         actions.check_same_origin(request)
