@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian tools the tests and benchmarks use: docker-compose checks the compose file
-# offline (and runs it where `docker compose` is missing), chromium renders the status
-# page, wrk and pgloader are benchmark peers, faketime steps the workers' clock in a test.
+# offline (and runs it where `docker compose` is missing), chromium renders the console
+# in its tests (driven by Playwright), wrk and pgloader are benchmark peers, faketime
+# steps the workers' clock in a test.
 # Installed only when missing, and only where apt-get can run as root.
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -13,15 +13,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from api import metrics, openapi, status
+from api import metrics, openapi
 from api import routes as views
+from api.console import pages as console
 from api.errors import CODES, DATABASE_UNAVAILABLE, ApiError, error_response
 from api.queries import Queries, create_reader_pool
 from chute.runtime.config import Config
 
 log = logging.getLogger(__name__)
 
-ROUTE_TABLES = (views.routes, metrics.routes, openapi.routes, status.routes)
+ROUTE_TABLES = (views.routes, metrics.routes, openapi.routes, console.routes)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -104,11 +105,12 @@ def create_app(config: Config, uses_broker: bool = True) -> web.Application:
     app[views.USES_BROKER] = uses_broker
     app[views.QUERIES] = Queries(config.datasets)
     app[metrics.METRICS] = metrics.ApiMetrics()
-    openapi.install(app, config)
+    openapi.install(app, config, console.actions.enabled(config, uses_broker))
     app.cleanup_ctx.append(_database_pool)
     for table in ROUTE_TABLES:
         app.add_routes(table)
     views.add_dataset_routes(app, config.datasets)
+    console.install(app)
     return app
 
 

@@ -161,6 +161,12 @@ def _operation(op_id: str, summary: str, description: str, ok: dict[str, Any],
 FILE_ID = {"name": "file_id", "in": "path", "required": True,
            "description": "The arrival's id (`file_id` in /files).",
            "schema": {"type": "string", "format": "uuid"}}
+DATASET_NAME = {"name": "name", "in": "path", "required": True,
+                "description": "A declared dataset's name (`name` in /datasets).",
+                "schema": {"type": "string"}}
+STATIC_NAME = {"name": "name", "in": "path", "required": True,
+               "description": "console.css or console.js.",
+               "schema": {"type": "string", "enum": ["console.css", "console.js"]}}
 READ = ("400", "401", "503")
 
 
@@ -197,6 +203,23 @@ def _dataset_paths(config: Config) -> tuple[dict[str, Any], dict[str, Any]]:
             "`next_cursor` never skips nor repeats a row while files load." + _keyed(dataset),
             _answer("One page of rows.", schema=_ref(f"{row}_page")), READ, route.query)}
     return paths, schemas
+
+
+def _html_post(op_id: str, summary: str, description: str,
+               path_params: tuple[dict[str, Any], ...] = (),
+               errors: tuple[str, ...] = ("401",)) -> dict[str, Any]:
+    """A console form's POST: answered with a redirect, or an HTML page saying why not."""
+    operation = _operation(op_id, summary, description,
+                           _answer("The page it redirected to.", "text/html",
+                                   {"type": "string"}), errors, path_params=path_params)
+    page = {"text/html": {"schema": {"type": "string"}}}
+    operation["responses"]["303"] = {"description": "Done: on to the next page.",
+                                     "content": {}}
+    operation["responses"]["403"] = {"description": "Not allowed; the page says why.",
+                                     "content": page}
+    operation["responses"]["409"] = {"description": "Not possible now; the page says why.",
+                                     "content": page}
+    return operation
 
 
 def _keyed(dataset: Dataset) -> str:
@@ -261,23 +284,75 @@ def _paths() -> dict[str, dict[str, Any]]:
             "openapi", "This document", "The OpenAPI 3 document of every route.",
             _answer("The document.", schema={"type": "object"}), ("401",))},
         "/": {"get": _operation(
-            "statusPage", "The status page", "Recent files with their state, counts, a "
-            "progress bar for files being loaded and a link to their rejects; plain HTML "
-            "that refreshes itself every 2 s.",
+            "consoleOverview", "The console: overview", "A card per dataset (rows, files "
+            "today, rejected share, last arrival, files waiting by stage, rows per minute "
+            "over the last hour, the declaration against the database), worker problems "
+            "first, then the recent files; HTML for people (docs/console.md).",
             _answer("The page.", "text/html", {"type": "string"}), ("401", "503"))},
+        "/console/datasets/{name}": {"get": _operation(
+            "consoleDataset", "The console: a dataset", "The declaration, a rows browser "
+            "with a typed input per filter, and the dataset's files; HTML.",
+            _answer("The page.", "text/html", {"type": "string"}), ("401", "404", "503"),
+            path_params=(DATASET_NAME,))},
+        "/console/files/{file_id}": {"get": _operation(
+            "consoleFile", "The console: a file", "One arrival: its timeline, counts, and "
+            "rejects grouped by reason with examples; HTML.",
+            _answer("The page.", "text/html", {"type": "string"}), ("400", "401", "404", "503"),
+            path_params=(FILE_ID,))},
+        "/console/files/{file_id}/rejects.csv": {"get": _operation(
+            "consoleRejectsCsv", "An arrival's rejects as CSV", "Every rejected row: line, "
+            "reason, raw, with a header.",
+            _answer("The rejects.", "text/csv", {"type": "string"}),
+            ("400", "401", "404", "503"), path_params=(FILE_ID,))},
+        "/console/static/{name}": {"get": _operation(
+            "consoleStatic", "The console's script and style", "console.css and "
+            "console.js, shipped in the package.",
+            {"description": "The file.", "content": {
+                "text/css": {"schema": {"type": "string"}},
+                "text/javascript": {"schema": {"type": "string"}}}}, ("401", "404"),
+            path_params=(STATIC_NAME,))},
         "/docs": {"get": _operation(
             "docs", "This document as a web page", "The document rendered as plain HTML.",
             _answer("The page.", "text/html", {"type": "string"}), ("401",))},
     }
 
 
+def _action_paths() -> dict[str, Any]:
+    """The console's actions: served only where they are on (CHUTE_ADMIN_TOKEN set and a
+    broker in the deployment; api/console/actions.py)."""
+    return {
+        "/console/admin": {
+            "get": _operation(
+                "consoleAdmin", "The console: admin sign-in", "A form for the admin token "
+                "(CHUTE_ADMIN_TOKEN); says when actions are off.",
+                _answer("The page.", "text/html", {"type": "string"}), ("401",)),
+            "post": _html_post(
+                "consoleSignIn", "Sign in as admin", "Form field `token`: the admin token. "
+                "Sets the admin session's cookie and redirects (303); 403 when the token is "
+                "wrong, actions are off, or the request comes from another site.")},
+        "/console/admin/sign-out": {"post": _html_post(
+            "consoleSignOut", "Sign out", "Ends the admin session and redirects (303) to /.")},
+        "/console/files/{file_id}/retry": {"post": _html_post(
+            "consoleRetry", "Retry a quarantined or failed file", "For a signed-in admin, "
+            "with the form's `csrf` token: asks the watcher, through the broker, to send the "
+            "file through again, then redirects (303) to its page. 403 without an admin "
+            "session, its token, or from another site; 409 when the file is not "
+            "quarantined or failed (docs/console.md).", path_params=(FILE_ID,),
+            errors=("400", "401", "404"))},
+    }
+
+
 OPEN_PATHS = frozenset({"/health", "/ready"})  # answer without a token: probes need them
 
 
-def build(config: Config) -> dict[str, Any]:
+def build(config: Config, actions: bool = False) -> dict[str, Any]:
+    """`actions`: the console's actions are served (api/console/actions.py enabled)."""
     required = [{"bearer": []}] if config.api_token else []
     dataset_paths, dataset_schemas = _dataset_paths(config)
-    paths = _paths() | dataset_paths
+    paths = _paths() | dataset_paths | (_action_paths() if actions else {})
+    console_dataset = paths["/console/datasets/{name}"]["get"]
+    console_dataset["parameters"] = [{**DATASET_NAME, "schema": {
+        "type": "string", "enum": [d.name for d in config.datasets]}}]
     for path, operations in paths.items():
         for operation in operations.values():
             operation["security"] = [] if path in OPEN_PATHS else required
@@ -296,9 +371,9 @@ def build(config: Config) -> dict[str, Any]:
     }
 
 
-def install(app: web.Application, config: Config) -> None:
+def install(app: web.Application, config: Config, actions: bool = False) -> None:
     """Build the document and its page once: they change only with the configuration."""
-    document = build(config)
+    document = build(config, actions)
     app[DOCUMENT] = json.dumps(document, indent=1).encode()
     app[DOCS_PAGE] = docs.render(document)
 

@@ -19,7 +19,7 @@ from watchdog.observers import Observer
 from chute.datasets.declarations import Dataset, Datasets, is_zip_name
 from chute.errors import BrokerUnavailable, DatabaseUnavailable
 from chute.postgres import db
-from chute.rabbitmq.broker import FILES, Broker
+from chute.rabbitmq.broker import CONTROL, FILES, Broker
 from chute.rabbitmq.messages import FileArrived
 from chute.runtime import metrics, placement
 from chute.runtime.config import Config
@@ -27,6 +27,7 @@ from chute.runtime.folders import Claimed, Folders, claim_name
 from chute.runtime.health import HEALTH, WAITING
 from chute.runtime.service import Stop, run_with_reconnect
 from watcher.backoff import Backoff
+from watcher.control import handle_control
 from watcher.inspection import Readable, Unread, inspect
 from watcher.readiness import files_open_now, is_candidate, is_finished
 
@@ -113,6 +114,8 @@ def _session(config: Config, folders: Folders, paths: queue.Queue[tuple[Path, bo
              announced: set[str], stop: Stop) -> None:
     conn = db.connect(config.database_url)
     broker = Broker(config.amqp_url, config.namespace)
+    # The console's actions arrive here, served by the same polls as the heartbeats.
+    broker.consume(CONTROL, 1, lambda delivery: handle_control(config, broker, delivery))
     inbox = Inbox(conn, broker, folders, config, announced)
     try:
         inbox.repair(after_seconds=0.0)  # what a watcher that died left

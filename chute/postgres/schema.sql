@@ -458,3 +458,9 @@ GRANT SELECT ON ALL TABLES IN SCHEMA chute TO {reader};
 
 -- Filter indexes are GIN over scalar columns (see tables.py).
 CREATE EXTENSION IF NOT EXISTS btree_gin;
+
+-- The console's overview (api/console/queries.py; plans in docs/console.md): today's
+-- arrivals by when they came, and the batches of the last hour by when they loaded,
+-- each a short range scan however long the ledger grows.
+CREATE INDEX IF NOT EXISTS files_received_at ON chute.files (received_at);
+CREATE INDEX IF NOT EXISTS batches_loaded_at ON chute.batches (loaded_at);

@@ -8,6 +8,9 @@ Topology, all names prefixed by the namespace:
     {ns}.dead         quorum queue: dead-lettered messages, kept for people to read
     {ns}.dead.notify  quorum queue: the same messages, consumed by the loader to mark
                       their file failed
+    {ns}.control      quorum queue, routing key "control": the console's actions (a
+                      retry), consumed by the watcher; no dead-lettering, so a control
+                      message never reaches {ns}.dead.notify and fails a file
 
 The broker may be a cluster: the URL is a comma-separated list of its nodes. A service
 connects to the first node that answers and, once that connection is lost, starts from
@@ -72,6 +75,7 @@ RANGES = "ranges"  # ranges of large files (chute.reading.ranges), one at a time
 BATCHES = "batches"
 DEAD = "dead"
 DEAD_NOTIFY = "dead.notify"
+CONTROL = "control"
 FAILURES_HEADER = "failures"  # handler failures so far; see Broker.retry_later
 # Headers the broker adds on redelivery and dead-lettering; a retried copy starts clean.
 _BROKER_HEADERS = frozenset({"x-delivery-count", "x-death", "x-first-death-exchange",
@@ -224,6 +228,12 @@ class Broker:
             name = queue_name(self.namespace, key)
             self._declare_queue(name, work_args)
             self.channel.queue_bind(name, self.exchange, routing_key=key)
+        # The delivery limit stops a request that kills its worker from looping; past
+        # it the broker drops the request (a person can click again).
+        control = queue_name(self.namespace, CONTROL)
+        self._declare_queue(control, {"x-queue-type": "quorum",
+                                      "x-delivery-limit": DELIVERY_LIMIT})
+        self.channel.queue_bind(control, self.exchange, routing_key=CONTROL)
         dead_arguments = {
             DEAD: {"x-queue-type": "quorum", "x-delivery-limit": DEAD_READ_LIMIT},
             DEAD_NOTIFY: {"x-queue-type": "quorum"},
@@ -637,9 +647,28 @@ def delete_namespace(url: str, namespace: str) -> None:
     conn = _connect(url)
     try:
         ch = conn.channel()
-        for queue in (FILES, RANGES, BATCHES, DEAD, DEAD_NOTIFY):
+        for queue in (FILES, RANGES, BATCHES, DEAD, DEAD_NOTIFY, CONTROL):
             ch.queue_delete(queue_name(namespace, queue))
         for exchange in ("events", "dead-letter"):
             ch.exchange_delete(f"{namespace}.{exchange}")
     finally:
         conn.close()
+
+
+def dead_letter_count(url: str, namespace: str) -> int | None:
+    """How many messages wait in {ns}.dead (the console's overview); None when the
+    broker does not answer or the queue does not exist yet."""
+    try:
+        conn = _connect(url, 2.0)
+    except Exception:  # noqa: BLE001 - any failure means "unknown"
+        return None
+    try:
+        frame = conn.channel().queue_declare(queue_name(namespace, DEAD), passive=True)
+        return int(frame.method.message_count)
+    except _LOST:
+        return None
+    finally:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - a channel the broker closed closes the connection
+            pass

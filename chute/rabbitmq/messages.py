@@ -87,6 +87,17 @@ class RangeTask(_JsonMessage):
 
 
 @dataclass(frozen=True)
+class RetryRequested(_JsonMessage):
+    """The console's request to put a quarantined or failed file through again
+    (api/console/actions.py). The watcher carries it out (watcher/control.py): it owns
+    the data folder and writes the ledger, which the API's read-only role cannot."""
+
+    KIND: ClassVar[str] = "control.retry"
+    file_id: str
+    requested_at: str  # ISO 8601, when the console sent it: the worker's log line says it
+
+
+@dataclass(frozen=True)
 class FileDone(_JsonMessage):
     KIND: ClassVar[str] = "file.done"
     file_id: str

@@ -72,6 +72,8 @@ class Config:
     max_decompressed_bytes: int = int(DEFAULTS["CHUTE_MAX_DECOMPRESSED_BYTES"])
     max_compression_ratio: int = int(DEFAULTS["CHUTE_MAX_COMPRESSION_RATIO"])
     range_bytes: int = int(DEFAULTS["CHUTE_RANGE_BYTES"])
+    # The console's actions (a retry) need this token; unset, they are off (CHUTE_ADMIN_TOKEN).
+    admin_token: str | None = None
 
     @property
     def amqp_nodes(self) -> tuple[str, ...]:
@@ -123,6 +125,8 @@ class Config:
             api_host=api_host,
             api_port=api_port,
             api_token=api_token,
+            admin_token=_admin_token(env.get("CHUTE_ADMIN_TOKEN", "").strip() or None,
+                                     api_token),
             batch_size=_integer("CHUTE_BATCH_SIZE", get("CHUTE_BATCH_SIZE"), 1, 1_000_000),
             prefetch=_integer("CHUTE_PREFETCH", get("CHUTE_PREFETCH"), 1, 1000),
             log_level=_level(get("CHUTE_LOG_LEVEL")),
@@ -149,6 +153,14 @@ def _folders(name: str, value: str) -> tuple[Path, ...]:
             raise ConfigError(f"{name}: {part!r} is not an absolute path to a folder")
         folders.append(folder.resolve())
     return tuple(folders)
+
+
+def _admin_token(token: str | None, api_token: str | None) -> str | None:
+    """A separate secret: whoever may read (the API token) must not thereby act."""
+    if token is not None and token == api_token:
+        raise ConfigError("CHUTE_ADMIN_TOKEN must differ from CHUTE_API_TOKEN: reading and "
+                          "acting are granted apart")
+    return token
 
 
 def api_address(env: Mapping[str, str] | None = None) -> tuple[str, int, str | None]:

@@ -1,0 +1,1 @@
+"""The console: server-rendered pages for people, on the API's port (docs/console.md)."""
