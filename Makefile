@@ -58,12 +58,16 @@ lint: install
 # Then bursts of 1,000 and 10,000 small files (about 5 minutes): bench/results/burst.json.
 # Then a rebuild of 1M people and 1M wide rows after a type change (about 3 minutes):
 # bench/results/rebuild.json. Then the 1M people file plain, gzip and zstd (about 2 minutes):
-# bench/results/feeds.json.
+# bench/results/feeds.json. Then the transform beside Arrow's own reader (1M people and wide
+# rows, about 4 minutes): bench/results/transform.json. Then one wide file of 5M rows read
+# by 1, 2 and 3 transformers (about 12 minutes): bench/results/scaling.json.
 bench: install
 	$(BIN)/python -m bench.run --sizes 1000000,5000000
 	$(BIN)/python -m bench.burst --bursts 1000,10000 --workers 1+2,2+3
 	$(BIN)/python -m bench.rebuild --rows 1000000
 	$(BIN)/python -m bench.feeds --rows 1000000 --members 1000
+	$(BIN)/python -m bench.transform_floor --rows 1000000
+	$(BIN)/python -m bench.scaling --rows 5000000 --transformers 1,2,3
 
 # build/chute-lambda.zip: chute and its dependencies for AWS Lambda (Linux x86_64).
 aws-package: install

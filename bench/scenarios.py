@@ -43,6 +43,13 @@ def _phases(stack: Stack, arrival: Arrival) -> dict[str, float]:
         end = datetime.fromisoformat(str(transformed[-1]["time"])).timestamp()
         phases["transformed_s"] = end - arrival.dropped_at
         phases["transform_busy_s"] = float(transformed[-1]["duration_ms"]) / 1000
+    ranges = [e for e in stack.log_events("transformer", "range transformed")
+              if e.get("file_name") == arrival.name]
+    if ranges:  # read in ranges: transformed once the last range is sent
+        phases["transformed_s"] = max(datetime.fromisoformat(str(e["time"])).timestamp()
+                                      for e in ranges) - arrival.dropped_at
+        phases["transform_busy_s"] = sum(float(e["duration_ms"]) for e in ranges) / 1000
+        phases["ranges"] = len(ranges)
     return {key: round(value, 3) for key, value in phases.items()}
 
 

@@ -50,10 +50,12 @@ from chute.rabbitmq.messages import RowBatch
 from chute.reading import columnar, ranges, transform
 from chute.reading.cleaning import find_columns
 from chute.reading.streams import DEFAULT_LIMITS, scan
+from chute.runtime.config import DEFAULTS
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
 RESULTS = Path(__file__).parent / "results" / "transform.json"
 WIDE = Path(__file__).parent / "wide.toml"
+RANGE_BYTES = int(DEFAULTS["CHUTE_RANGE_BYTES"])
 STAGES = {"classify": (columnar, "_plain_lines"), "split_clean_check": (columnar, "_clean"),
           "encode": (transform, "row_tuples")}
 
@@ -170,7 +172,7 @@ def passes(path: Path, dataset: Dataset, batch_size: int) -> dict[str, float]:
         scanned = time.process_time() - started
         raw.seek(0)
         started = time.process_time()
-        ranges.plan(raw, path.stat().st_size, batch_size, 16 << 20, dataset.delimiter,
+        ranges.plan(raw, path.stat().st_size, batch_size, RANGE_BYTES, dataset.delimiter,
                     len(dataset.columns), transform.MAX_BATCH_BYTES)
         planned = time.process_time() - started
     return {"scan_cpu_s": round(scanned, 3), "plan_cpu_s": round(planned, 3)}

@@ -36,7 +36,7 @@ DEFAULTS = {
     "CHUTE_MAX_COMPRESSION_RATIO": "200",
     # A file of at least two ranges of this size is cut into ranges that several
     # transformers read at once (chute/reading/ranges.py); 0 reads every file whole.
-    "CHUTE_RANGE_BYTES": str(16 << 20),
+    "CHUTE_RANGE_BYTES": str(8 << 20),
 }
 # Without CHUTE_DATASETS, this file in the working directory, if it exists.
 DATASETS_FILE = "chute.toml"
