@@ -216,7 +216,7 @@ ROW = st.tuples(st.one_of(st.none(), st.integers(0, 6)), st.sampled_from(["A", "
 @given(data=st.data())
 def test_any_load_order_redeliveries_and_two_loaders_give_the_in_order_table(
         environment: Environment, keyed: Datasets, data: st.DataObject) -> None:
-    environment.sql("TRUNCATE stock, chute.files, chute.batches, chute.rejects")
+    environment.sql("TRUNCATE stock, chute.files, chute.batches, chute.rejects, chute.file_ranges")
     files = data.draw(st.lists(st.lists(ROW, max_size=12), min_size=1, max_size=4),
                       label="files")
     loaders = [db.connect(environment.database_url) for _ in range(2)]
