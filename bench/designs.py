@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", choices=("people", "wide"), default="people")
     parser.add_argument("--repeat", type=int, default=3,
                         help="fill each design this many times, keep the median")
-    parser.add_argument("--only", help="designs whose name holds this text")
+    parser.add_argument("--only", help="designs whose name holds one of these texts "
+                                       "(separated by '|')")
     parser.add_argument("--admin-url", default=os.environ.get(
         "CHUTE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         csv.unlink()
         with _scratch(args.admin_url) as url:
             for name, design in designs(dataset).items():
-                if args.only and args.only not in name:
+                if args.only and not any(part in name for part in args.only.split("|")):
                     continue
                 runs = sorted((measure(url, dataset, design, paths)
                                for _ in range(args.repeat)), key=lambda r: r["total_s"])
