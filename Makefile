@@ -60,7 +60,8 @@ lint: install
 # bench/results/rebuild.json. Then the 1M people file plain, gzip and zstd (about 2 minutes):
 # bench/results/feeds.json. Then the transform beside Arrow's own reader (1M people and wide
 # rows, about 4 minutes): bench/results/transform.json. Then one wide file of 5M rows read
-# by 1, 2 and 3 transformers (about 12 minutes): bench/results/scaling.json.
+# by 1, 2 and 3 transformers (about 12 minutes): bench/results/scaling.json. Then chute and
+# pgloader on clean 1M-row files, nothing to reject (about 6 minutes): bench/results/clean-files.json.
 bench: install
 	$(BIN)/python -m bench.run --sizes 1000000,5000000
 	$(BIN)/python -m bench.burst --bursts 1000,10000 --workers 1+2,2+3
@@ -68,6 +69,7 @@ bench: install
 	$(BIN)/python -m bench.feeds --rows 1000000 --members 1000
 	$(BIN)/python -m bench.transform_floor --rows 1000000
 	$(BIN)/python -m bench.scaling --rows 5000000 --transformers 1,2,3
+	$(BIN)/python -m bench.clean_files --rows 1000000
 
 # build/chute-lambda.zip: chute and its dependencies for AWS Lambda (Linux x86_64).
 aws-package: install

@@ -33,6 +33,7 @@ SHARES = (
     ("quoted_quote", 0.0005),  # a name with "" inside a quoted field
     ("multiline", 0.00005),  # a line break inside a quoted location
 )
+UNCLEAN = ("bad_age", "empty_name", "wrong_fields", "messy")  # left out of a clean file
 BLANK_LINE_EVERY = 100_000  # a blank line now and then: skipped, not counted
 
 
@@ -58,8 +59,9 @@ def quote(value: str) -> str:
 CHUNK = 50_000  # rows written (and names drawn) at a time
 
 
-def generate(path: Path, rows: int, seed: int = 7) -> Generated:
-    """Write `rows` data records (plus header and a few blank lines) to `path`."""
+def generate(path: Path, rows: int, seed: int = 7, clean: bool = False) -> Generated:
+    """Write `rows` data records (plus header and a few blank lines) to `path`; `clean`
+    leaves out the rows to reject and the messy values (a peer's best case)."""
     rng = random.Random(seed)
     draws = random.Random(seed + 1)  # names and places, drawn a chunk at a time
     firsts, lasts, towns = first_names(), last_names(), places()
@@ -81,6 +83,8 @@ def generate(path: Path, rows: int, seed: int = 7) -> Generated:
                 age = str(rng.randrange(0, 100))
                 draw = rng.random()
                 kind = next((k for limit, k in thresholds if draw < limit), "plain")
+                if clean and kind in UNCLEAN:
+                    kind = "plain"
                 line = None
                 if kind == "bad_age":
                     age = rng.choice(BAD_AGES)

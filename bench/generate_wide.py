@@ -96,10 +96,10 @@ def _messy(rng: random.Random, values: list[str]) -> None:
     values[3] = rng.choice((f" {values[3]} ", f"{values[3]}.0"))
 
 
-def generate(path: Path, rows: int, seed: int = 11, bad_share: float = BAD_SHARE
-             ) -> Generated:
+def generate(path: Path, rows: int, seed: int = 11, bad_share: float = BAD_SHARE,
+             messy_share: float = MESSY_SHARE) -> Generated:
     """Write a header and `rows` orders to `path`; 3% of them (`bad_share`) must be
-    rejected."""
+    rejected, 0.5% (`messy_share`) are valid once cleaned."""
     rng = random.Random(seed)
     draws = random.Random(seed + 1)
     firsts, lasts = first_names(), last_names()
@@ -117,7 +117,7 @@ def generate(path: Path, rows: int, seed: int = 11, bad_share: float = BAD_SHARE
                     column = rng.randrange(COLUMNS)
                     values[column] = rng.choice(BAD[column])
                     rejects += 1
-                elif BAD_SHARE <= draw < BAD_SHARE + MESSY_SHARE:
+                elif BAD_SHARE <= draw < BAD_SHARE + messy_share:
                     _messy(rng, values)
                 lines.append(",".join(map(quote, values)) + "\n")
             out.write("".join(lines))

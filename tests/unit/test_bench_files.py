@@ -4,6 +4,7 @@ benchmark run. Both ways of reading (columnar and row by row) must agree with th
 
 from __future__ import annotations
 
+import csv
 import random
 import sys
 from collections import Counter
@@ -62,3 +63,21 @@ def test_names_have_the_cardinality_of_real_data() -> None:
     counts = Counter(drawn)
     assert len(counts) > 30_000  # most surnames are rare
     assert 0.005 < counts.most_common(1)[0][1] / len(drawn) < 0.02  # the commonest ~1%
+
+
+@pytest.mark.parametrize("dataset", ["people", "wide"])
+def test_a_clean_file_has_nothing_to_reject_or_clean(tmp_path: Path, dataset: str) -> None:
+    """The peer's best case: every row is loaded as written, by chute and by pgloader."""
+    if dataset == "people":
+        made = generate.generate(tmp_path / "f.csv", ROWS, seed=3, clean=True)
+    else:
+        made = generate_wide.generate(tmp_path / "f.csv", ROWS, seed=3, bad_share=0.0,
+                                      messy_share=0.0)
+    assert made.rejects == 0
+    assert _load(made.path, dataset, columnar=True)[:2] == (ROWS, 0)
+    whole = {"people": [1], "wide": [0, 3, 4]}[dataset]  # the integer columns
+    with made.path.open(newline="") as stream:
+        records = [record for record in csv.reader(stream) if record][1:]  # no header
+    assert all(value == value.strip() and "  " not in value
+               for record in records for value in record)
+    assert all(record[i].isdigit() for record in records for i in whole if record[i])
