@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DLT_VENV := .venv-dlt
+DLT_STAMP := $(DLT_VENV)/.installed
 APT_PACKAGES := docker-compose chromium wrk pgloader faketime
 
 .PHONY: install up test lint bench clean system-packages aws-package
@@ -60,16 +62,23 @@ lint: install
 # bench/results/rebuild.json. Then the 1M people file plain, gzip and zstd (about 2 minutes):
 # bench/results/feeds.json. Then the transform beside Arrow's own reader (1M people and wide
 # rows, about 4 minutes): bench/results/transform.json. Then one wide file of 5M rows read
-# by 1, 2 and 3 transformers (about 12 minutes): bench/results/scaling.json. Then chute and
-# pgloader on clean 1M-row files, nothing to reject (about 6 minutes): bench/results/clean-files.json.
-bench: install
+# by 1, 2 and 3 transformers (about 12 minutes): bench/results/scaling.json. Then chute, pgloader
+# and dlt on 1M-row files, clean and with bad rows (about 25 minutes): bench/results/peer-files.json.
+bench: install $(DLT_STAMP)
 	$(BIN)/python -m bench.run --sizes 1000000,5000000
 	$(BIN)/python -m bench.burst --bursts 1000,10000 --workers 1+2,2+3
 	$(BIN)/python -m bench.rebuild --rows 1000000
 	$(BIN)/python -m bench.feeds --rows 1000000 --members 1000
 	$(BIN)/python -m bench.transform_floor --rows 1000000
 	$(BIN)/python -m bench.scaling --rows 5000000 --transformers 1,2,3
-	$(BIN)/python -m bench.clean_files --rows 1000000
+	$(BIN)/python -m bench.peer_files --rows 1000000
+
+# dlt, the second peer, in a venv of its own (its pins are in bench/peer_dlt.py): the
+# project's own venv never holds it.
+$(DLT_STAMP): bench/peer_dlt.py $(STAMP)
+	$(PYTHON) -m venv $(DLT_VENV)
+	$(DLT_VENV)/bin/pip install --quiet $$($(BIN)/python -c "from bench.peer_dlt import DLT_REQUIREMENT, READER_REQUIREMENTS; print(DLT_REQUIREMENT, *READER_REQUIREMENTS)")
+	touch $(DLT_STAMP)
 
 # build/chute-lambda.zip: chute and its dependencies for AWS Lambda (Linux x86_64).
 aws-package: install
@@ -87,4 +96,4 @@ aws-package: install
 	  && zip -qr ../chute-lambda.zip .
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache build
+	rm -rf $(VENV) $(DLT_VENV) *.egg-info .pytest_cache build
