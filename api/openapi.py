@@ -339,6 +339,19 @@ def _action_paths() -> dict[str, Any]:
             "session, its token, or from another site; 409 when the file is not "
             "quarantined or failed (docs/console.md).", path_params=(FILE_ID,),
             errors=("400", "401", "404"))},
+        "/console/files/{file_id}/replay": {"post": _html_post(
+            "consoleReplay", "Replay a loaded file's rejected rows", "For a signed-in "
+            "admin, with the form's `csrf` token: asks the watcher, through the broker, to "
+            "run `chute replay FILE_ID`, then redirects (303) to the file's page. 403 "
+            "without an admin session, its token, or from another site; 409 when the file "
+            "is not loaded or has no rejected row (docs/console.md).",
+            path_params=(FILE_ID,), errors=("400", "401", "404"))},
+        "/console/datasets/{name}/rebuild": {"post": _html_post(
+            "consoleRebuild", "Rebuild a dataset's table", "For a signed-in admin, with the "
+            "form's `csrf` token: asks the watcher, through the broker, to run `chute "
+            "rebuild NAME`, then redirects (303) to the dataset's page. 403 without an "
+            "admin session, its token, or from another site (docs/console.md).",
+            path_params=(DATASET_NAME,), errors=("401", "404"))},
     }
 
 

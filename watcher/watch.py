@@ -27,7 +27,7 @@ from chute.runtime.folders import Claimed, Folders, claim_name
 from chute.runtime.health import HEALTH, WAITING
 from chute.runtime.service import Stop, run_with_reconnect
 from watcher.backoff import Backoff
-from watcher.control import handle_control
+from watcher.control import Commands, handle_control
 from watcher.inspection import Readable, Unread, inspect
 from watcher.readiness import files_open_now, is_candidate, is_finished
 
@@ -87,6 +87,7 @@ def run(config: Config, stop: Stop) -> None:
     folders.check()  # start() checked too, but the folder may have changed since
     paths: queue.Queue[tuple[Path, bool]] = queue.Queue()
     announced: set[str] = set()  # confirmed in this process: no need to announce again
+    commands = Commands()  # the console's replays and rebuilds, across reconnects
     observer = Observer()
     # Recursive: a dataset's files may arrive in a subfolder (orders/2024-06.csv).
     observer.schedule(InboxEvents(folders.inbox, paths), str(folders.inbox), recursive=True)
@@ -94,7 +95,7 @@ def run(config: Config, stop: Stop) -> None:
 
     def session() -> None:
         try:
-            _session(config, folders, paths, announced, stop)
+            _session(config, folders, paths, announced, commands, stop)
         except (BrokerUnavailable, DatabaseUnavailable):
             raise
         except OSError:
@@ -111,16 +112,18 @@ def run(config: Config, stop: Stop) -> None:
 
 
 def _session(config: Config, folders: Folders, paths: queue.Queue[tuple[Path, bool]],
-             announced: set[str], stop: Stop) -> None:
+             announced: set[str], commands: Commands, stop: Stop) -> None:
     conn = db.connect(config.database_url)
     broker = Broker(config.amqp_url, config.namespace)
     # The console's actions arrive here, served by the same polls as the heartbeats.
-    broker.consume(CONTROL, 1, lambda delivery: handle_control(config, broker, delivery))
+    broker.consume(CONTROL, 1,
+                   lambda delivery: handle_control(config, broker, delivery, commands))
     inbox = Inbox(conn, broker, folders, config, announced)
     try:
         inbox.repair(after_seconds=0.0)  # what a watcher that died left
         next_scan = 0.0
         while not stop():
+            commands.reap()
             if time.monotonic() >= next_scan:
                 _check_disk(folders)
                 inbox.rescan()

@@ -10,7 +10,8 @@ Origin or Sec-Fetch-Site says another site is refused before anything is read.
 How an action reaches the pipeline: the API's database role cannot write, and the files
 belong to the watcher's folders. So the API publishes a request on the durable
 {ns}.control queue, and the watcher carries it out (watcher/control.py) with the same
-code as `chute retry`, logging what it did or why it refused.
+code as `chute retry`, logging what it did or why it refused; a replay or a rebuild it
+starts as the `chute replay` or `chute rebuild` command.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from yarl import URL
 
 from chute.commands.retry import RETRYABLE
 from chute.rabbitmq.broker import CONTROL, Broker
-from chute.rabbitmq.messages import RetryRequested
+from chute.rabbitmq.messages import CommandRequested, RetryRequested
 from chute.runtime.config import Config
 
 log = logging.getLogger(__name__)
@@ -112,9 +113,27 @@ def retryable(state: str) -> bool:
     return state in RETRYABLE
 
 
+def replayable(item: dict[str, object]) -> bool:
+    """`chute replay` takes a loaded file's rejected rows."""
+    rejected = item.get("rows_rejected")
+    return item["state"] == "loaded" and isinstance(rejected, int) and rejected > 0
+
+
 async def request_retry(config: Config, file_id: str) -> None:
+    await _publish(config, RetryRequested(file_id=file_id, requested_at=_now()))
+
+
+async def request_command(config: Config, command: str, file_id: str, dataset: str) -> None:
+    await _publish(config, CommandRequested(command=command, file_id=file_id,
+                                            dataset=dataset, requested_at=_now()))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+async def _publish(config: Config, message: RetryRequested | CommandRequested) -> None:
     """Publish the request (confirmed by the broker) for the watcher to carry out."""
-    message = RetryRequested(file_id=file_id, requested_at=datetime.now(UTC).isoformat())
 
     def publish() -> None:
         broker = Broker(config.amqp_url, config.namespace)

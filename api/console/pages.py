@@ -157,7 +157,7 @@ async def dataset_page(request: web.Request) -> web.Response:
     return render(request, "dataset.html", dataset=route.dataset,
                   inputs=inputs.inputs(route.query, given), filters=filters, rows=rows,
                   problem=problem, files=files[:FILES_PAGE], next_files=next_files,
-                  entries=_entries, rules=_rules)
+                  told=request.query.get("told"), entries=_entries, rules=_rules)
 
 
 @routes.get("/console/files/{file_id}")
@@ -184,6 +184,7 @@ async def file_page(request: web.Request) -> web.Response:
                   batches=details["batches"], groups=groups,
                   rejects=rejects[:REJECTS_PAGE], next_rejects=next_rejects,
                   retryable=actions.retryable(item["state"]) and item["dataset"] is not None,
+                  replayable=actions.replayable(item) and item["dataset"] is not None,
                   paging=after is not None, told=request.query.get("told"),
                   entries=_entries)
 
@@ -238,6 +239,49 @@ async def retry(request: web.Request) -> web.Response:
     await actions.request_retry(config, str(file_id))
     log.info("console action requested", extra={**context, "file_name": item["name"]})
     raise web.HTTPSeeOther(f"/console/files/{file_id}?told=retry")
+
+
+@action_routes.post("/console/files/{file_id}/replay")
+async def replay(request: web.Request) -> web.Response:
+    """Ask the watcher to run `chute replay FILE_ID` (see actions.py)."""
+    config = request.app[CONFIG]
+    file_id = params.file_id(request)
+    context = {"action": "replay", "file_id": str(file_id), "remote": request.remote}
+    try:
+        await actions.check_action(config, request.app[USES_BROKER], request)
+    except actions.Forbidden as e:
+        log.warning("console action refused", extra={**context, "reason": str(e)})
+        return render(request, "refused.html", status=403, reason=str(e))
+    async with request.app[POOL].acquire() as conn:
+        item = await request.app[QUERIES].file(conn, file_id)
+    if item is None:
+        raise not_found(f"no file {file_id}")
+    if not actions.replayable(item) or item["dataset"] is None:
+        reason = (f"{item['name']} is {item['state']} with {item['rows_rejected'] or 0} "
+                  "rejected rows: only a loaded file's rejected rows replay")
+        log.warning("console action refused", extra={**context, "reason": reason})
+        return render(request, "refused.html", status=409, reason=reason)
+    await actions.request_command(config, "replay", str(file_id), item["dataset"])
+    log.info("console action requested", extra={**context, "file_name": item["name"]})
+    raise web.HTTPSeeOther(f"/console/files/{file_id}?told=replay")
+
+
+@action_routes.post("/console/datasets/{name}/rebuild")
+async def rebuild(request: web.Request) -> web.Response:
+    """Ask the watcher to run `chute rebuild NAME` (see actions.py)."""
+    config = request.app[CONFIG]
+    name = request.match_info["name"]
+    context = {"action": "rebuild", "dataset": name, "remote": request.remote}
+    try:
+        await actions.check_action(config, request.app[USES_BROKER], request)
+    except actions.Forbidden as e:
+        log.warning("console action refused", extra={**context, "reason": str(e)})
+        return render(request, "refused.html", status=403, reason=str(e))
+    if config.datasets.get(name) is None:
+        raise not_found(f"no dataset {params.show(name)}")
+    await actions.request_command(config, "rebuild", "", name)
+    log.info("console action requested", extra=context)
+    raise web.HTTPSeeOther(f"/console/datasets/{name}?told=rebuild")
 
 
 @action_routes.get("/console/admin")

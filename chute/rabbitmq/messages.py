@@ -98,6 +98,31 @@ class RetryRequested(_JsonMessage):
 
 
 @dataclass(frozen=True)
+class CommandRequested(_JsonMessage):
+    """The console's request to run `chute replay FILE_ID` or `chute rebuild DATASET`.
+    Either may take minutes, more than the watcher may spend in its thread (its inbox and
+    its broker connection wait there), so the watcher starts the command as a process of
+    its own and logs how it ended (watcher/control.py)."""
+
+    KIND: ClassVar[str] = "control.command"
+    command: str  # one of COMMANDS
+    file_id: str  # the file to replay; "" for a rebuild
+    dataset: str  # the dataset to rebuild, or the replayed file's
+    requested_at: str  # ISO 8601, when the console sent it
+
+    COMMANDS: ClassVar[tuple[str, ...]] = ("replay", "rebuild")
+
+    @property
+    def argv(self) -> list[str]:
+        """The chute command's arguments, as a person would type them."""
+        if self.command == "replay":
+            return ["replay", self.file_id]
+        if self.command == "rebuild":
+            return ["rebuild", self.dataset]
+        raise MessageDecodeError(f"no console command {self.command!r}")
+
+
+@dataclass(frozen=True)
 class FileDone(_JsonMessage):
     KIND: ClassVar[str] = "file.done"
     file_id: str

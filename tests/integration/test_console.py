@@ -393,6 +393,59 @@ def test_the_watcher_drops_bad_control_requests_and_goes_on(
     environment.wait_final("headless.csv")
 
 
+def test_replay_and_rebuild_run_as_chute_commands_started_by_the_watcher(
+        loaded: tuple[Environment, Services], page: Page) -> None:
+    environment, services = loaded
+    item = file_item(environment, "rejects.csv")
+    assert item["state"] == "loaded" and item["rows_rejected"] == sum(REASONS.values())
+    url = f"{environment.api}/console/files/{item['file_id']}"
+
+    # Not signed in: no button, and a POST is refused; nothing is started.
+    page.goto(url)
+    expect(page.locator("#replay")).to_have_count(0)
+    expect(page.locator(".actions")).to_contain_text("to replay its rejected rows")
+    assert page.request.post(url + "/replay", form={"csrf": "guess"}).status == 403
+    readings = f"{environment.api}/console/datasets/readings"
+    assert page.request.post(readings + "/rebuild", form={"csrf": "guess"}).status == 403
+    assert "console action started" not in services.logs()
+
+    page.goto(environment.api + f"/console/admin?next=/console/files/{item['file_id']}")
+    page.locator("#token").fill(ADMIN)
+    page.locator("button", has_text="Sign in").click()
+    expect(page).to_have_url(url)
+    page.locator("#replay").click()
+    expect(page.locator("p.notice[role=status]")).to_contain_text("Replay requested")
+    # The same declaration: every rejected row is rejected again, and says so.
+    wait_until(lambda: "still rejected" in services.logs(), 60,
+               what="chute replay to finish and the watcher to log it")
+    assert f"0 rows now load, {sum(REASONS.values())} still rejected" in services.logs()
+    again = file_item(environment, "rejects.csv")
+    assert (again["rows_loaded"], again["rows_rejected"]) == (
+        item["rows_loaded"], item["rows_rejected"])
+
+    rows_before = environment.sql("SELECT count(*) FROM readings")[0][0]
+    page.goto(readings)
+    page.locator("#rebuild").click()
+    expect(page.locator("p.notice[role=status]")).to_contain_text("Rebuild requested")
+    wait_until(lambda: "dataset readings: rebuilt from" in services.logs(), 120,
+               what="chute rebuild to swap the new table in")
+    assert environment.sql("SELECT count(*) FROM readings")[0][0] == rows_before
+    assert environment.sql("SELECT to_regclass('readings_previous') IS NOT NULL")[0][0]
+    logs = services.logs()
+    assert '"action": "rebuild"' in logs and '"exit_code": 0' in logs
+    # A loaded file without rejects has nothing to replay, and a POST says so.
+    sample = file_item(environment, "many people.csv")
+    page.goto(f"{environment.api}/console/files/{sample['file_id']}")
+    expect(page.locator("#replay")).to_have_count(0)
+    page.goto(readings)  # the session's form token, from a page that has a form
+    csrf = page.locator("input[name=csrf]").first.input_value()
+    refused = page.request.post(
+        f"{environment.api}/console/files/{sample['file_id']}/replay", form={"csrf": csrf},
+        headers={"Origin": environment.api})
+    assert refused.status == 409
+    assert "many people.csv is loaded with 0 rejected rows" in refused.text()
+
+
 def test_console_without_an_admin_token_has_no_actions(
         loaded: tuple[Environment, Services], browser: Browser) -> None:
     environment, services = loaded
@@ -414,6 +467,8 @@ def test_console_without_an_admin_token_has_no_actions(
         assert page.request.get(f"{base}/console/admin").status == 404
         document = requests.get(base + "/openapi.json", timeout=10).json()
         assert "/console/files/{file_id}/retry" not in document["paths"]
+        assert "/console/datasets/{name}/rebuild" not in document["paths"]
+        assert page.request.post(f"{base}/console/datasets/people/rebuild").status == 404
     finally:
         context.close()
 
