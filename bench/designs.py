@@ -52,9 +52,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "designs.json"
 
 
 @contextmanager
-def _scratch(admin_url: str) -> Iterator[str]:
+def scratch_database(admin_url: str, prefix: str = "chute_designs") -> Iterator[str]:
     """A database of its own for the run, dropped at the end."""
-    name = f"chute_designs_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     url = admin_url.rsplit("/", 1)[0] + "/" + name
     db.ensure_database(url)
     try:
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         (generate if args.dataset == "people" else generate_wide)(csv, args.rows)
         paths = write_streams(dataset, csv, args.streams, args.batch_size, folder)
         csv.unlink()
-        with _scratch(args.admin_url) as url:
+        with scratch_database(args.admin_url) as url:
             for name, design in designs(dataset).items():
                 if args.only and not any(part in name for part in args.only.split("|")):
                     continue

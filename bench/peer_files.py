@@ -21,23 +21,17 @@ import json
 import subprocess
 import sys
 import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg2
-from psycopg2 import sql
-
 from bench import proc, scenarios
+from bench.designs import scratch_database
 from bench.generate import Generated, generate
 from bench.generate_wide import generate as generate_wide
 from bench.stack import DATASETS
 from chute.commands.stack import REPLICAS
 from chute.datasets.declarations import load
-from chute.postgres import db
 
 REPO = Path(__file__).resolve().parents[1]
 DLT_PYTHON = REPO / ".venv-dlt" / "bin" / "python"
@@ -55,22 +49,6 @@ def files(root: Path, rows: int) -> list[tuple[str, str, str, Generated]]:
          generate_wide(root / "wide-clean.csv", rows, bad_share=0.0, messy_share=0.0)),
         ("wide", "bad rows", "wide/orders.csv", generate_wide(root / "wide.csv", rows)),
     ]
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    """dlt's own database for the run (each load a schema of its own), dropped at the end."""
-    name = f"chute_peers_{uuid.uuid4().hex[:8]}"
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    db.ensure_database(url)
-    try:
-        yield url
-    finally:
-        conn = psycopg2.connect(ADMIN_URL)
-        conn.autocommit = True
-        conn.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
-        conn.close()
 
 
 def dlt(made: Generated, dataset: str, url: str, method: str, timeout: float
@@ -103,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     datasets = load(DATASETS)
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="chute-bench-peers-") as work, \
-            scratch_database() as dlt_url:
+            scratch_database(ADMIN_URL, "chute_peers") as dlt_url:
         root = Path(work)
         for dataset, kind, drop_as, made in files(root, args.rows):
             print(f"{dataset}, {kind}: {args.rows:,} rows ...", file=sys.stderr)

@@ -217,26 +217,41 @@ async def rejects_csv(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@action_routes.post("/console/files/{file_id}/retry")
-async def retry(request: web.Request) -> web.Response:
-    """Ask the watcher to put the file through again (see actions.py)."""
-    config = request.app[CONFIG]
-    file_id = params.file_id(request)
-    context = {"action": "retry", "file_id": str(file_id), "remote": request.remote}
+async def _refusal(request: web.Request, context: dict[str, Any]) -> web.Response | None:
+    """The page saying why this POST may not act (403), logged; None when it may."""
     try:
-        await actions.check_action(config, request.app[USES_BROKER], request)
+        await actions.check_action(request.app[CONFIG], request.app[USES_BROKER], request)
     except actions.Forbidden as e:
-        log.warning("console action refused", extra={**context, "reason": str(e)})
-        return render(request, "refused.html", status=403, reason=str(e))
+        return _refused(request, context, 403, str(e))
+    return None
+
+
+def _refused(request: web.Request, context: dict[str, Any], status: int,
+             reason: str) -> web.Response:
+    log.warning("console action refused", extra={**context, "reason": reason})
+    return render(request, "refused.html", status=status, reason=reason)
+
+
+async def _file(request: web.Request, file_id: Any) -> dict[str, Any]:
     async with request.app[POOL].acquire() as conn:
         item = await request.app[QUERIES].file(conn, file_id)
     if item is None:
         raise not_found(f"no file {file_id}")
+    return dict(item)
+
+
+@action_routes.post("/console/files/{file_id}/retry")
+async def retry(request: web.Request) -> web.Response:
+    """Ask the watcher to put the file through again (see actions.py)."""
+    file_id = params.file_id(request)
+    context = {"action": "retry", "file_id": str(file_id), "remote": request.remote}
+    if refused := await _refusal(request, context):
+        return refused
+    item = await _file(request, file_id)
     if not actions.retryable(item["state"]):
-        reason = f"{item['name']} is {item['state']}: only quarantined or failed files retry"
-        log.warning("console action refused", extra={**context, "reason": reason})
-        return render(request, "refused.html", status=409, reason=reason)
-    await actions.request_retry(config, str(file_id))
+        return _refused(request, context, 409, f"{item['name']} is {item['state']}: only "
+                                               "quarantined or failed files retry")
+    await actions.request_retry(request.app[CONFIG], str(file_id))
     log.info("console action requested", extra={**context, "file_name": item["name"]})
     raise web.HTTPSeeOther(f"/console/files/{file_id}?told=retry")
 
@@ -244,24 +259,16 @@ async def retry(request: web.Request) -> web.Response:
 @action_routes.post("/console/files/{file_id}/replay")
 async def replay(request: web.Request) -> web.Response:
     """Ask the watcher to run `chute replay FILE_ID` (see actions.py)."""
-    config = request.app[CONFIG]
     file_id = params.file_id(request)
     context = {"action": "replay", "file_id": str(file_id), "remote": request.remote}
-    try:
-        await actions.check_action(config, request.app[USES_BROKER], request)
-    except actions.Forbidden as e:
-        log.warning("console action refused", extra={**context, "reason": str(e)})
-        return render(request, "refused.html", status=403, reason=str(e))
-    async with request.app[POOL].acquire() as conn:
-        item = await request.app[QUERIES].file(conn, file_id)
-    if item is None:
-        raise not_found(f"no file {file_id}")
+    if refused := await _refusal(request, context):
+        return refused
+    item = await _file(request, file_id)
     if not actions.replayable(item) or item["dataset"] is None:
-        reason = (f"{item['name']} is {item['state']} with {item['rows_rejected'] or 0} "
-                  "rejected rows: only a loaded file's rejected rows replay")
-        log.warning("console action refused", extra={**context, "reason": reason})
-        return render(request, "refused.html", status=409, reason=reason)
-    await actions.request_command(config, "replay", str(file_id), item["dataset"])
+        return _refused(request, context, 409,
+                        f"{item['name']} is {item['state']} with {item['rows_rejected'] or 0} "
+                        "rejected rows: only a loaded file's rejected rows replay")
+    await actions.request_command(request.app[CONFIG], "replay", str(file_id), item["dataset"])
     log.info("console action requested", extra={**context, "file_name": item["name"]})
     raise web.HTTPSeeOther(f"/console/files/{file_id}?told=replay")
 
@@ -269,17 +276,13 @@ async def replay(request: web.Request) -> web.Response:
 @action_routes.post("/console/datasets/{name}/rebuild")
 async def rebuild(request: web.Request) -> web.Response:
     """Ask the watcher to run `chute rebuild NAME` (see actions.py)."""
-    config = request.app[CONFIG]
     name = request.match_info["name"]
     context = {"action": "rebuild", "dataset": name, "remote": request.remote}
-    try:
-        await actions.check_action(config, request.app[USES_BROKER], request)
-    except actions.Forbidden as e:
-        log.warning("console action refused", extra={**context, "reason": str(e)})
-        return render(request, "refused.html", status=403, reason=str(e))
-    if config.datasets.get(name) is None:
+    if refused := await _refusal(request, context):
+        return refused
+    if request.app[CONFIG].datasets.get(name) is None:
         raise not_found(f"no dataset {params.show(name)}")
-    await actions.request_command(config, "rebuild", "", name)
+    await actions.request_command(request.app[CONFIG], "rebuild", "", name)
     log.info("console action requested", extra=context)
     raise web.HTTPSeeOther(f"/console/datasets/{name}?told=rebuild")
 
